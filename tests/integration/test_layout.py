@@ -13,7 +13,7 @@ ALLOWED = {
     "bdev": {"common"},
     "blob": {"common", "bdev"},
     "lvol": {"common", "bdev", "blob"},
-    "nvmf": {"common", "bdev"},
+    "nvmf": {"common", "bdev", "nvme"},
     "nvme": {"common"},
     "tgt": {"common", "json", "rpc", "bdev", "blob", "lvol", "nvmf"},
     "db": {"common"},
