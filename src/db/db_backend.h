@@ -1,0 +1,84 @@
+/*
+ * db_backend.h: private to src/db. The vtable every backend implements and
+ * the handle layout. db.c validates arguments (names, sizes, NQNs) once for
+ * all backends and dispatches here; a backend only does storage.
+ */
+#ifndef DE_DB_BACKEND_H
+#define DE_DB_BACKEND_H
+
+#include "db/db.h"
+
+#include <stdarg.h>
+
+struct db_ops {
+	const char *name;
+	void (*close)(struct db *db);
+	int (*schema_version)(struct db *db, int *out);
+	void (*busy_timeout_set)(struct db *db, int ms);
+	int (*change_counter)(struct db *db, uint64_t *out);
+
+	int (*node_add)(struct db *db, const char *name, const char *rpc_socket,
+			const char *nqn_prefix, int64_t *id_out);
+	int (*node_get)(struct db *db, const char *name, int64_t id, struct db_node *out);
+	int (*node_list)(struct db *db, struct db_node **out, size_t *count);
+	int (*node_heartbeat)(struct db *db, int64_t node_id);
+
+	int (*disk_add)(struct db *db, const struct db_disk *spec, int64_t *id_out);
+	int (*disk_get)(struct db *db, const char *name, int64_t id, struct db_disk *out);
+	int (*disk_list)(struct db *db, const char *node, struct db_disk **out, size_t *count);
+	int (*disk_set_lvstore)(struct db *db, int64_t disk_id, const char *uuid,
+				uint64_t cluster_size);
+	int (*disk_observe)(struct db *db, int64_t disk_id, enum db_lvstore_state state,
+			    uint64_t capacity, uint64_t free_bytes);
+
+	int (*lvol_create)(struct db *db, const struct db_lvol_spec *spec, int64_t *id_out);
+	int (*lvol_resize)(struct db *db, int64_t id, uint64_t new_size, bool allow_shrink);
+	int (*lvol_delete)(struct db *db, int64_t id);
+	int (*lvol_list)(struct db *db, const struct db_lvol_filter *f, int64_t only_id,
+			 struct db_lvol **out, size_t *count);
+	int (*lvol_set_uuid)(struct db *db, int64_t id, const char *uuid, uint64_t real_size);
+	int (*lvol_set_real_size)(struct db *db, int64_t id, uint64_t real_size);
+	int (*lvol_set_nqn)(struct db *db, int64_t id, const char *nqn);
+	int (*lvol_set_state)(struct db *db, int64_t id, uint64_t expect_gen,
+			      enum db_lvol_state state, const char *reason);
+	int (*lvol_set_reason)(struct db *db, int64_t id, const char *reason);
+	int (*lvol_zero_begin)(struct db *db, int64_t id, uint64_t expect_gen, uint64_t from,
+			       uint64_t to);
+	int (*lvol_zero_progress)(struct db *db, int64_t id, uint64_t done);
+	int (*lvol_resize_done)(struct db *db, int64_t id, uint64_t expect_gen, uint64_t real_size);
+
+	int (*snapshot_create)(struct db *db, int64_t lvol_id, int64_t *id_out);
+	int (*snapshot_delete)(struct db *db, int64_t id);
+	int (*snapshot_list)(struct db *db, const struct db_snapshot_filter *f, int64_t only_id,
+			     struct db_snapshot **out, size_t *count);
+	int (*snapshot_set_uuid)(struct db *db, int64_t id, const char *uuid);
+	int (*snapshot_set_state)(struct db *db, int64_t id, uint64_t expect_gen,
+				  enum db_snapshot_state state, const char *reason);
+	int (*snapshot_set_reason)(struct db *db, int64_t id, const char *reason);
+
+	int (*event_raise)(struct db *db, const char *node, const char *kind, const char *object,
+			   const char *detail);
+	int (*event_resolve)(struct db *db, const char *kind, const char *object);
+	int (*event_list)(struct db *db, bool include_resolved, struct db_event **out,
+			  size_t *count);
+};
+
+struct db {
+	const struct db_ops *ops;
+	void *impl;                 /* backend state */
+	char errmsg[512];
+};
+
+/* Sets db->errmsg (printf-style) and returns err (a -errno). */
+int db_fail(struct db *db, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void db_err_clear(struct db *db);
+/* Bounded copy that always terminates (truncates). */
+void db_strlcpy(char *dst, const char *src, size_t size);
+/* "a b c" -> heap array of heap strings (mem_*). 0 or -ENOMEM. */
+int db_split_words(const char *s, char ***out, size_t *count);
+void db_free_words(char **w, size_t count);
+
+/* Backends. */
+int db_sqlite_open(const char *path, bool create, struct db **out, char *err, size_t errlen);
+
+#endif /* DE_DB_BACKEND_H */
