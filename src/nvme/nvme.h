@@ -1037,5 +1037,9 @@ int nvme_qpair_flush(struct nvme_qpair *qp);
 int nvme_qpair_poll(struct nvme_qpair *qp, int timeout_ms);
 /* Commands submitted and not yet completed. */
 uint32_t nvme_qpair_outstanding(const struct nvme_qpair *qp);
+/* For long-running async users: sends a Keep Alive on the admin queue when
+ * half of KATO has passed and processes admin completions without waiting.
+ * 0 or -ECONNRESET. */
+int nvme_ctrlr_poll_admin(struct nvme_ctrlr *ctrlr);
 
 #endif /* DE_NVME_H */
