@@ -73,6 +73,9 @@ int rpc_server_create(struct ev_loop *loop, struct rpc_server **out);
 /* Listens on a unix socket at `path` (a stale socket file is replaced) with
  * file mode `mode` (e.g. 0600). May be called more than once. */
 int rpc_server_listen(struct rpc_server *s, const char *path, unsigned mode);
+/* Serves an already connected stream socket (takes ownership of fd, which
+ * must be non-blocking): socketpair-based tests, fuzzing, socket activation. */
+int rpc_server_adopt_fd(struct rpc_server *s, int fd);
 /* Closes listeners and connections, unlinks the socket files. Requests still
  * pending in handlers stay valid: their later completion is discarded and
  * frees them. NULL is a no-op. */
@@ -82,12 +85,30 @@ void rpc_server_destroy(struct rpc_server *s);
 int rpc_server_register(struct rpc_server *s, const char *method, rpc_handler_fn fn, void *ctx,
 			unsigned flags);
 bool rpc_server_has_method(const struct rpc_server *s, const char *method);
-/* Registers the rpc layer's own methods: spdk_get_version and rpc_get_methods. */
+/* What spdk_get_version reports: SPDK clients check it, so it names the
+ * SPDK release whose RPC behaviour disktgt reproduces. */
+#define RPC_SPDK_VERSION_STRING "SPDK v26.09-pre"
+#define RPC_SPDK_VERSION_MAJOR  26
+#define RPC_SPDK_VERSION_MINOR  9
+#define RPC_SPDK_VERSION_PATCH  0
+#define RPC_SPDK_VERSION_SUFFIX "-pre"
+
+/* Registers the rpc layer's own methods: spdk_get_version and rpc_get_methods.
+ * Call it first so that, as in SPDK, they come last in rpc_get_methods. */
 int rpc_server_register_builtins(struct rpc_server *s);
 /* Method names as a new JSON array of strings (caller owns), in SPDK's
  * order (most recently registered first), or NULL on ENOMEM. */
 json_t *rpc_server_method_names(const struct rpc_server *s);
 void rpc_server_set_hook(struct rpc_server *s, rpc_hook_fn hook, void *ctx);
+
+/* Runs a method without a connection (config loading): cb is called exactly
+ * once, now or later from the loop, with the result (borrowed; code 0,
+ * message NULL) or an error (result NULL). The hook is not called. An
+ * unknown method calls cb with -32601 at once. Returns 0 (cb will be / was
+ * called) or -errno (cb not called). */
+typedef void (*rpc_local_cb)(void *arg, json_t *result, int code, const char *message);
+int rpc_server_call_local(struct rpc_server *s, const char *method, json_t *params,
+			  rpc_local_cb cb, void *arg);
 /* Bound on one request in bytes (default RPC_MAX_REQUEST_DEFAULT); applies to
  * connections accepted afterwards. */
 void rpc_server_set_max_request(struct rpc_server *s, size_t bytes);
@@ -99,6 +120,9 @@ unsigned rpc_server_connection_count(const struct rpc_server *s);
 
 /* result: stolen (NULL means JSON null). Frees req. */
 void rpc_request_reply(struct rpc_request *req, json_t *result);
+/* Result given as already-serialised compact JSON text (copied; len bytes,
+ * must be one valid JSON value, written as is). For big listings. Frees req. */
+void rpc_request_reply_raw(struct rpc_request *req, const char *json, size_t len);
 /* Convenience: reply `true` (SPDK's usual result for actions). */
 void rpc_request_reply_true(struct rpc_request *req);
 /* Error reply {"code":code,"message":message}. Frees req. */
@@ -154,7 +178,8 @@ struct rpc_param {
  * is expected, a fraction, a negative value for an unsigned field, or an
  * out-of-range value fails. Booleans only true/false (not 0/1 or strings);
  * null is accepted only for RPC_PARAM_ANY. Fields absent from params are
- * left untouched (initialise defaults first). params NULL (absent): 0 if
+ * left untouched (initialise defaults first; STRING and json_t fields must
+ * start as NULL: apply their defaults after decoding). params NULL (absent): 0 if
  * every spec entry is optional, else -EINVAL.
  * Returns 0 or -EINVAL (or -ENOMEM); on failure the caller replies
  * rpc_request_decode_failed(req). On failure nothing needs freeing; on
