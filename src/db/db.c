@@ -401,6 +401,11 @@ int db_change_counter(struct db *db, uint64_t *out)
 	return db->ops->change_counter(db, out);
 }
 
+int db_data_version(struct db *db, uint64_t *out)
+{
+	return db->ops->data_version(db, out);
+}
+
 int db_changes_since(struct db *db, uint64_t since, uint64_t *now)
 {
 	uint64_t v = 0;

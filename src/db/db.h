@@ -58,6 +58,7 @@
 #define DB_CLUSTER_SIZE_DEFAULT (4ull << 20)
 #define DB_PORT_DEFAULT 4420
 #define DB_LVOL_SIZE_MAX (1ull << 50) /* 1 PiB: anything larger is refused as absurd */
+#define DB_NODE_LIVE_MS 30000 /* a node whose heartbeat is older is shown (and placed) as down */
 
 struct db;
 
@@ -211,6 +212,9 @@ void db_busy_timeout_set(struct db *db, int ms);
 int db_change_counter(struct db *db, uint64_t *out);
 /* 1 if the counter differs from `since` (new value in *now), 0 if not. */
 int db_changes_since(struct db *db, uint64_t since, uint64_t *now);
+/* Moves whenever ANY other connection commits anything (observed writes
+ * included): a cheap "re-read now" hint for pollers such as diskctl --wait. */
+int db_data_version(struct db *db, uint64_t *out);
 
 /* Validators used by every writer (and by diskctl before writing). */
 bool db_name_valid(const char *name);       /* node, disk, lvstore names */

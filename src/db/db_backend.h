@@ -16,6 +16,7 @@ struct db_ops {
 	int (*schema_version)(struct db *db, int *out);
 	void (*busy_timeout_set)(struct db *db, int ms);
 	int (*change_counter)(struct db *db, uint64_t *out);
+	int (*data_version)(struct db *db, uint64_t *out);
 
 	int (*node_add)(struct db *db, const char *name, const char *rpc_socket,
 			const char *nqn_prefix, int64_t *id_out);

@@ -206,10 +206,9 @@ static void sq_busy_timeout_set(struct db *db, int ms)
 	sqlite3_busy_timeout(s->h, s->busy_ms);
 }
 
-static int sq_change_counter(struct db *db, uint64_t *out)
+static int sq_data_version(struct db *db, uint64_t *out)
 {
 	struct sq *s = SQ(db);
-	int64_t dv;
 	int rc;
 
 	if (!s->st_dv && (rc = sq_prepare(db, "PRAGMA data_version", &s->st_dv)) < 0)
@@ -219,8 +218,21 @@ static int sq_change_counter(struct db *db, uint64_t *out)
 		sqlite3_reset(s->st_dv);
 		return sq_fail(db, rc, "data_version");
 	}
-	dv = sqlite3_column_int64(s->st_dv, 0);
+	*out = col_u64(s->st_dv, 0);
 	sqlite3_reset(s->st_dv);
+	return 0;
+}
+
+static int sq_change_counter(struct db *db, uint64_t *out)
+{
+	struct sq *s = SQ(db);
+	uint64_t udv = 0;
+	int64_t dv;
+	int rc;
+
+	if ((rc = sq_data_version(db, &udv)) < 0)
+		return rc;
+	dv = (int64_t)udv;
 	if (s->dv_valid && dv == s->dv) {
 		*out = s->counter;
 		return 0;
@@ -1481,6 +1493,7 @@ static const struct db_ops sqlite_ops = {
 	.schema_version = sq_schema_version,
 	.busy_timeout_set = sq_busy_timeout_set,
 	.change_counter = sq_change_counter,
+	.data_version = sq_data_version,
 	.node_add = sq_node_add,
 	.node_get = sq_node_get,
 	.node_list = sq_node_list,

@@ -773,10 +773,14 @@ static void test_change_counter(void **state)
 	assert_int_equal(db_changes_since(other, c0, &c1), 1);
 	assert_true(c1 > c0);
 	assert_int_equal(db_changes_since(other, c1, &now), 0);
-	/* Observed-state writes do not move it. */
+	/* Observed-state writes do not move it (but do move data_version). */
 	struct db_node n;
+	uint64_t dv0 = 0, dv1 = 0;
+	assert_int_equal(db_data_version(other, &dv0), 0);
 	assert_int_equal(db_node_get(f->db, "n1", &n), 0);
 	assert_int_equal(db_node_heartbeat(f->db, n.id), 0);
+	assert_int_equal(db_data_version(other, &dv1), 0);
+	assert_int_not_equal(dv0, dv1);
 	assert_int_equal(db_event_raise(f->db, NULL, "k", "o", NULL), 0);
 	assert_int_equal(db_changes_since(other, c1, &now), 0);
 	id = create_lvol(f->db, MiB, true);
