@@ -1,0 +1,156 @@
+/*
+ * agent_int.h (private to src/agent): what the agent's files share: the
+ * agent and loop structs, the target view, wire names, events, crash points.
+ */
+#ifndef DE_AGENT_INT_H
+#define DE_AGENT_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "agent/agent.h"
+#include "agent/spdk.h"
+#include "common/common.h"
+#include "db/db.h"
+
+#define AGENT_MODEL "diskengine lvol"
+#define AGENT_NSID 1u
+#define MIB (1024ull * 1024)
+
+struct agent_loop;
+
+typedef void (*agent_tick_fn)(struct agent_loop *l);
+
+struct agent_event_key {
+	char kind[DB_KIND_MAX];
+	char object[DB_OBJECT_MAX];
+};
+
+/* Open events this loop raised (dedup: raise once, resolve once). */
+struct agent_events {
+	struct agent_event_key *v;
+	size_t n, cap;
+};
+
+struct agent_loop {
+	struct agent *agent;
+	const char *name;          /* "provision", "resize", "delete" */
+	agent_tick_fn tick;
+	pthread_t thread;
+	bool started;
+	struct db *db;
+	struct spdk_client *spdk;
+	struct db_node node;       /* this node's row (refreshed each tick) */
+	char host_nqn[AGENT_NQN_MAX];
+	char nqn_prefix[AGENT_NQN_MAX];
+	uint64_t connections_seen; /* spdk connections when the transport was ensured */
+	bool transport_ok[2];      /* per enum db_transport, for this connection */
+	struct agent_events events;
+	uint64_t last_verify_ms;
+	uint64_t ticks;
+	bool target_down;          /* last tick could not reach the target */
+	/* Disk problems already logged (bitmap by disk index would be fragile:
+	 * keep the disk ids). */
+	int64_t *noisy_disks;
+	size_t n_noisy;
+};
+
+struct agent {
+	struct agent_options opt;
+	int stop_fd;               /* eventfd: readable once agent_stop() ran */
+	atomic_bool stopping;
+	struct agent_loop loops[3];
+};
+
+/* ----------------------------------------------------------- loops */
+bool agent_stopping(const struct agent *a);
+void agent_provision_tick(struct agent_loop *l);
+void agent_resize_tick(struct agent_loop *l);
+void agent_delete_tick(struct agent_loop *l);
+void agent_verify(struct agent_loop *l);
+
+/* ----------------------------------------------------------- names */
+/* "<prefix>:lvol-<id>" */
+void agent_lvol_nqn(const char *prefix, int64_t id, char out[AGENT_NQN_MAX]);
+/* "DE" + id zero-padded to 18 digits (NVMe serial: 20 chars). */
+void agent_lvol_serial(int64_t id, char out[24]);
+/* "<prefix>:agent:<node>" */
+void agent_host_nqn(const char *prefix, const char *node, char out[AGENT_NQN_MAX]);
+/* "snap-<id>" */
+void agent_snapshot_name(int64_t id, char out[32]);
+/* Names in the agent's scheme: "42" -> lvol 42, "snap-7" -> snapshot 7.
+ * Return the id, or 0 when the name is not ours (leading zeros, junk). */
+int64_t agent_name_lvol_id(const char *name);
+int64_t agent_name_snapshot_id(const char *name);
+/* If nqn is "<prefix>:lvol-<id>", the id, else 0. */
+int64_t agent_nqn_lvol_id(const char *prefix, const char *nqn);
+/* Bytes rounded up to MiB, in MiB. */
+uint64_t agent_size_mib(uint64_t bytes);
+/* Bytes the target will give for `bytes`: MiB, then whole clusters. */
+uint64_t agent_size_real(uint64_t bytes, uint64_t cluster_size);
+
+/* ---------------------------------------------------------- events */
+/* Raise once per open condition (kind, object); later calls are no-ops
+ * until agent_event_resolve(). Logs one line when raised. */
+void agent_event_raise(struct agent_loop *l, const char *kind, const char *object,
+		       const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* Raise and resolve at once: a one-off fact (e.g. "re-exported"). */
+void agent_event_note(struct agent_loop *l, const char *kind, const char *object,
+		      const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+void agent_event_resolve(struct agent_loop *l, const char *kind, const char *object);
+bool agent_event_open(const struct agent_loop *l, const char *kind, const char *object);
+/* Seeds the set with the DB's open events of these kinds (after a restart). */
+void agent_events_load(struct agent_loop *l);
+void agent_events_free(struct agent_events *e);
+
+/* ----------------------------------------------------- crash points */
+/* Exits the process if DISKENGINE_CRASH_AT names this point (and the count
+ * is reached). `name` must be one of agent_crash_points(). */
+void agent_crash(const char *name);
+
+/* ----------------------------------------------------- target view */
+/* One consistent-enough snapshot of the target taken at the start of a pass. */
+struct agent_view {
+	struct spdk_lvstore_list lvstores;
+	struct spdk_lvol_list *lvols;     /* per lvstore (same index), NULL entries not fetched */
+	bool *lvols_ok;
+	struct spdk_subsystem_list subsystems;
+	bool have_subsystems;
+	struct spdk_bdev_list bdevs;
+	bool have_bdevs;
+};
+void agent_view_free(struct agent_view *v);
+/* get_lvstores (+ get_lvols for each, when want_lvols) (+ subsystems) (+ bdevs). */
+int agent_view_fetch(struct agent_loop *l, struct agent_view *v, bool want_lvols,
+		     bool want_subsystems, bool want_bdevs);
+/* Index of the lvstore with this uuid in v->lvstores, or -1. */
+int agent_view_lvstore(const struct agent_view *v, const char *uuid);
+/* The lvol named `name` in lvstore `lvs_uuid`, or NULL (lvols not fetched: NULL). */
+const struct spdk_lvol *agent_view_lvol(const struct agent_view *v, const char *lvs_uuid,
+					const char *name);
+
+/* ------------------------------------------------------- nvmf/disk */
+/* The disk's listen addresses as SPDK listen_address objects (interface
+ * resolved now). *out owned by the caller (mem_free). */
+int agent_disk_listeners(const struct db_disk *d, struct spdk_listen_addr **out, size_t *n);
+/* Subsystem for lvol: transport, subsystem, listeners, hosts (create what is
+ * missing according to `sub` = the subsystem as last listed, NULL = absent). */
+int agent_nvmf_ensure(struct agent_loop *l, const struct db_disk *d, const struct db_lvol *lv,
+		      const struct spdk_subsystem *sub);
+/* add_ns(nsid 1, uuid = lvol uuid) unless `sub` already has it. */
+int agent_nvmf_export(struct agent_loop *l, const struct db_lvol *lv,
+		      const struct spdk_subsystem *sub);
+bool agent_subsystem_has_ns(const struct spdk_subsystem *sub, const char *bdev_uuid);
+/* Disks: base bdev + lvstore ensured (create or adopt); v is refreshed. */
+void agent_disks_ensure(struct agent_loop *l, struct db_disk *disks, size_t n,
+			struct agent_view *v);
+const struct db_disk *agent_disk_find(const struct db_disk *disks, size_t n, int64_t id);
+/* Logging helper: log a per-disk problem once until it clears. */
+bool agent_noisy_once(struct agent_loop *l, int64_t disk_id, bool problem);
+
+/* Zeroing through NVMe/TCP Write Zeroes (resize loop). */
+int agent_zero_range(struct agent_loop *l, const struct db_disk *d, struct db_lvol *lv);
+
+#endif /* DE_AGENT_INT_H */

@@ -1,0 +1,122 @@
+/*
+ * spdk_conn.c: the agent's connection to the target: one blocking JSON-RPC
+ * client (src/rpc) per loop thread, connected lazily, dropped after any
+ * transport failure and reconnected on the next call. Maps the outcome of
+ * every call to the errno space described in spdk.h.
+ */
+#include "agent/spdk.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "common/common.h"
+#include "rpc/rpc.h"
+
+struct spdk_client {
+	char *path;
+	int timeout_ms;
+	struct rpc_client *rpc;
+	uint64_t connections;
+	uint64_t calls;
+	int last_code;
+	char last_message[256];
+	bool down_logged;
+};
+
+int spdk_client_create(const char *socket_path, int timeout_ms, struct spdk_client **out)
+{
+	struct spdk_client *c = mem_zalloc(sizeof(*c));
+
+	if (!c)
+		return -ENOMEM;
+	c->path = mem_strdup(socket_path);
+	if (!c->path) {
+		mem_free(c);
+		return -ENOMEM;
+	}
+	c->timeout_ms = timeout_ms;
+	*out = c;
+	return 0;
+}
+
+void spdk_client_destroy(struct spdk_client *c)
+{
+	if (!c)
+		return;
+	rpc_client_destroy(c->rpc);
+	mem_free(c->path);
+	mem_free(c);
+}
+
+uint64_t spdk_client_connections(const struct spdk_client *c) { return c->connections; }
+int spdk_client_last_code(const struct spdk_client *c) { return c->last_code; }
+const char *spdk_client_last_message(const struct spdk_client *c) { return c->last_message; }
+uint64_t spdk_client_calls(const struct spdk_client *c) { return c->calls; }
+
+static int client_ensure(struct spdk_client *c)
+{
+	int rc;
+
+	if (c->rpc && rpc_client_connected(c->rpc))
+		return 0;
+	rpc_client_destroy(c->rpc);
+	c->rpc = NULL;
+	/* Short connect timeout: a missing target is the common transient case. */
+	rc = rpc_client_connect(c->path, COMMON_MIN(c->timeout_ms, 1000), &c->rpc);
+	if (rc) {
+		c->rpc = NULL;
+		if (!c->down_logged)
+			LOG_WARN("agent", "target unreachable socket=%s err=%s", c->path,
+				 common_strerror(rc));
+		c->down_logged = true;
+		return -ENOTCONN;
+	}
+	if (c->down_logged)
+		LOG_INFO("agent", "target reachable socket=%s", c->path);
+	c->down_logged = false;
+	c->connections++;
+	return 0;
+}
+
+int spdk_call(struct spdk_client *c, const char *method, json_t *params, json_t **result)
+{
+	struct rpc_error err = { 0 };
+	json_t *res = NULL;
+	int rc;
+
+	if (result)
+		*result = NULL;
+	rc = client_ensure(c);
+	if (rc) {
+		json_decref(params);
+		return rc;
+	}
+	c->calls++;
+	rc = rpc_client_call(c->rpc, method, params, c->timeout_ms, &res, &err);
+	if (rc == 0) {
+		if (result)
+			*result = res;
+		else
+			json_decref(res);
+		return 0;
+	}
+	if (rc == -EREMOTE) {
+		c->last_code = err.code;
+		snprintf(c->last_message, sizeof(c->last_message), "%s", err.message);
+		rc = spdk_error_classify(method, err.code, err.message);
+		LOG_DEBUG("agent", "rpc error method=%s code=%d message=\"%s\" err=%d", method,
+			  err.code, err.message, rc);
+		return rc;
+	}
+	/* Transport failure: drop the connection; the next call reconnects. */
+	rpc_client_destroy(c->rpc);
+	c->rpc = NULL;
+	if (rc == -ETIMEDOUT) {
+		LOG_WARN("agent", "rpc timeout method=%s timeout_ms=%d (outcome unknown)", method,
+			 c->timeout_ms);
+		return -ETIMEDOUT;
+	}
+	LOG_WARN("agent", "rpc transport failure method=%s err=%s", method, common_strerror(rc));
+	return -ENOTCONN;
+}
