@@ -1,0 +1,659 @@
+/*
+ * tgt_bdev.c: SPDK's bdev methods: bdev_malloc_create/delete,
+ * bdev_aio_create/delete/rescan, bdev_get_bdevs (same fields and key order
+ * as SPDK), bdev_get_iostat, bdev_wait_for_examine.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "tgt/tgt_internal.h"
+
+/* ------------------------------------------------------------ shared JSON */
+
+static const char *const io_type_names[] = {
+	"read", "write", "unmap", "flush", "reset", "nvme_admin", "nvme_io", "nvme_io_md",
+	"write_zeroes", "zcopy", "get_zone_info", "zone_management", "zone_append", "compare",
+	"compare_and_write", "abort", "seek_hole", "seek_data", "copy", "nvme_iov_md", "nvme_nssr",
+	"write_uncorrectable",
+};
+
+/* `yes` lists the io types reported true (SPDK's per-driver answers). */
+static json_t *io_types_new(const char *const *yes)
+{
+	json_t *o = json_object();
+	size_t i, j;
+
+	if (!o)
+		return NULL;
+	for (i = 0; i < COMMON_ARRAY_SIZE(io_type_names); i++) {
+		bool v = false;
+
+		for (j = 0; yes[j]; j++)
+			if (!strcmp(yes[j], io_type_names[i]))
+				v = true;
+		if (json_object_set_new(o, io_type_names[i], json_boolean(v))) {
+			json_decref(o);
+			return NULL;
+		}
+	}
+	return o;
+}
+
+int tgt_bdev_shared_init(struct tgt *t)
+{
+	static const char *const lvol[] = { "read", "write", "unmap", "reset", "write_zeroes",
+					    "seek_hole", "seek_data", NULL };
+	static const char *const lvol_ro[] = { "read", "reset", "seek_hole", "seek_data", NULL };
+	static const char *const mal[] = { "read", "write", "unmap", "flush", "reset", "write_zeroes",
+					   "zcopy", "compare", "abort", "copy", NULL };
+	static const char *const aio[] = { "read", "write", "flush", "reset", "write_zeroes", NULL };
+	static const char *const other[] = { "read", "write", "flush", "reset", "write_zeroes", NULL };
+
+	t->rate_limits = json_pack("{s:i,s:i,s:i,s:i}", "rw_ios_per_sec", 0, "rw_mbytes_per_sec", 0,
+				   "r_mbytes_per_sec", 0, "w_mbytes_per_sec", 0);
+	t->io_types_lvol = io_types_new(lvol);
+	t->io_types_lvol_ro = io_types_new(lvol_ro);
+	t->io_types_malloc = io_types_new(mal);
+	t->io_types_aio = io_types_new(aio);
+	t->io_types_other = io_types_new(other);
+	t->empty_object = json_object();
+	if (!t->rate_limits || !t->io_types_lvol || !t->io_types_lvol_ro || !t->io_types_malloc ||
+	    !t->io_types_aio || !t->io_types_other || !t->empty_object)
+		return -ENOMEM;
+	return 0;
+}
+
+void tgt_bdev_shared_fini(struct tgt *t)
+{
+	json_decref(t->rate_limits);
+	json_decref(t->io_types_lvol);
+	json_decref(t->io_types_lvol_ro);
+	json_decref(t->io_types_malloc);
+	json_decref(t->io_types_aio);
+	json_decref(t->io_types_other);
+	json_decref(t->empty_object);
+}
+
+struct tgt_aio *tgt_aio_find(struct tgt *t, const char *name)
+{
+	struct tgt_aio *a;
+
+	for (a = t->aios; a; a = a->next)
+		if (!strcmp(a->name, name))
+			return a;
+	return NULL;
+}
+
+static json_t *lvol_driver_json(const struct lvol *lv)
+{
+	struct lvol_info info;
+	json_t *d, *o;
+	unsigned i;
+	int rc = 0;
+
+	lvol_get_info(lv, &info);
+	o = json_object();
+	d = json_object();
+	if (!o || !d)
+		goto fail;
+	rc |= tgt_set(o, "lvol_store_uuid", json_string(info.lvs_uuid));
+	rc |= tgt_set(o, "base_bdev", json_string(info.base_bdev));
+	rc |= tgt_set(o, "thin_provision", json_boolean(info.thin));
+	rc |= tgt_set(o, "num_allocated_clusters", json_integer((json_int_t)info.num_allocated_clusters));
+	rc |= tgt_set(o, "snapshot", json_boolean(info.is_snapshot));
+	rc |= tgt_set(o, "clone", json_boolean(info.is_clone));
+	if (info.is_snapshot && info.num_clones > 0) {
+		json_t *clones = json_array();
+
+		for (i = 0; clones && i < info.num_clones; i++) {
+			struct lvol *c = lvol_clone_get(lv, i);
+
+			if (c)
+				rc |= json_array_append_new(clones, json_string(lvol_name(c)));
+		}
+		rc |= tgt_set(o, "clones", clones);
+	}
+	if (info.is_clone && info.base_snapshot)
+		rc |= tgt_set(o, "base_snapshot", json_string(info.base_snapshot));
+	rc |= tgt_set(o, "esnap_clone", json_boolean(info.is_esnap_clone));
+	rc |= tgt_set(d, "lvol", o);
+	o = NULL;
+	if (rc)
+		goto fail;
+	return d;
+fail:
+	json_decref(o);
+	json_decref(d);
+	return NULL;
+}
+
+static json_t *aio_driver_json(const struct tgt_aio *a)
+{
+	return json_pack("{s:{s:s,s:b,s:b,s:b,s:b}}", "aio", "filename", a->filename,
+			 "block_size_override", a->block_size != 0, "readonly", a->readonly,
+			 "fallocate", a->fallocate, "nowait", a->nowait);
+}
+
+/* One bdev_get_bdevs object, fields and order as SPDK writes them. */
+json_t *tgt_bdev_to_json(struct tgt *t, struct bdev *bdev)
+{
+	const char *name = bdev_name(bdev), *uuid = bdev_uuid(bdev);
+	const char *product = bdev_product_name(bdev);
+	struct lvol *lv = lvol_from_bdev(bdev);
+	struct tgt_aio *aio = lv ? NULL : tgt_aio_find(t, name);
+	bool is_malloc = !lv && !aio && product && !strcmp(product, "Malloc disk");
+	json_t *o = json_object(), *aliases = json_array(), *io_types, *drv;
+	unsigned i, n;
+	int rc = 0;
+
+	if (!o || !aliases)
+		goto fail;
+	/* SPDK registers the UUID as an alias of every bdev whose name differs. */
+	if (strcmp(name, uuid) != 0)
+		rc |= json_array_append_new(aliases, json_string(uuid));
+	n = bdev_alias_count(bdev);
+	for (i = 0; i < n; i++) {
+		const char *al = bdev_alias_get(bdev, i);
+
+		if (al && strcmp(al, uuid) != 0)
+			rc |= json_array_append_new(aliases, json_string(al));
+	}
+	rc |= tgt_set(o, "name", json_string(name));
+	rc |= tgt_set(o, "aliases", aliases);
+	aliases = NULL;
+	rc |= tgt_set(o, "product_name", json_string(product ? product : ""));
+	rc |= tgt_set(o, "block_size", json_integer(bdev_block_size(bdev)));
+	rc |= tgt_set(o, "num_blocks", json_integer((json_int_t)bdev_num_blocks(bdev)));
+	rc |= tgt_set(o, "preferred_write_alignment", json_integer(0));
+	rc |= tgt_set(o, "preferred_write_granularity", json_integer(0));
+	rc |= tgt_set(o, "optimal_write_size", json_integer(0));
+	rc |= tgt_set(o, "preferred_unmap_alignment", json_integer(0));
+	rc |= tgt_set(o, "preferred_unmap_granularity", json_integer(0));
+	rc |= tgt_set(o, "uuid", json_string(uuid));
+	if (is_malloc)
+		rc |= tgt_set(o, "numa_id", json_integer(-1));
+	rc |= json_object_set(o, "assigned_rate_limits", t->rate_limits);
+	rc |= tgt_set(o, "claimed", json_boolean(bdev_claim_type(bdev) != BDEV_CLAIM_NONE));
+	if (bdev_claim_type(bdev) == BDEV_CLAIM_EXCL_WRITE)
+		rc |= tgt_set(o, "claim_type", json_string("exclusive_write"));
+	rc |= tgt_set(o, "zoned", json_false());
+	if (lv) {
+		struct lvol_info info;
+
+		lvol_get_info(lv, &info);
+		io_types = info.is_snapshot ? t->io_types_lvol_ro : t->io_types_lvol;
+		drv = lvol_driver_json(lv);
+	} else if (aio) {
+		io_types = t->io_types_aio;
+		drv = aio_driver_json(aio);
+	} else {
+		io_types = is_malloc ? t->io_types_malloc : t->io_types_other;
+		drv = json_object();
+	}
+	rc |= json_object_set(o, "supported_io_types", io_types);
+	rc |= tgt_set(o, "driver_specific", drv);
+	if (rc)
+		goto fail;
+	return o;
+fail:
+	json_decref(aliases);
+	json_decref(o);
+	return NULL;
+}
+
+/* ----------------------------------------------------------- bdev_malloc */
+
+struct malloc_params {
+	char *name, *uuid;
+	uint64_t num_blocks;
+	uint32_t block_size, physical_block_size, optimal_io_boundary, md_size, dif_pi_format;
+	int32_t dif_type, numa_id;
+	bool md_interleave, dif_is_head_of_md;
+};
+
+static const struct rpc_param malloc_spec[] = {
+	{ "name", RPC_PARAM_STRING, offsetof(struct malloc_params, name), true },
+	{ "uuid", RPC_PARAM_STRING, offsetof(struct malloc_params, uuid), true },
+	{ "num_blocks", RPC_PARAM_UINT64, offsetof(struct malloc_params, num_blocks), false },
+	{ "block_size", RPC_PARAM_UINT32, offsetof(struct malloc_params, block_size), false },
+	{ "physical_block_size", RPC_PARAM_UINT32, offsetof(struct malloc_params, physical_block_size), true },
+	{ "optimal_io_boundary", RPC_PARAM_UINT32, offsetof(struct malloc_params, optimal_io_boundary), true },
+	{ "md_size", RPC_PARAM_UINT32, offsetof(struct malloc_params, md_size), true },
+	{ "md_interleave", RPC_PARAM_BOOL, offsetof(struct malloc_params, md_interleave), true },
+	{ "dif_type", RPC_PARAM_INT32, offsetof(struct malloc_params, dif_type), true },
+	{ "dif_is_head_of_md", RPC_PARAM_BOOL, offsetof(struct malloc_params, dif_is_head_of_md), true },
+	{ "dif_pi_format", RPC_PARAM_UINT32, offsetof(struct malloc_params, dif_pi_format), true },
+	{ "numa_id", RPC_PARAM_INT32, offsetof(struct malloc_params, numa_id), true },
+};
+
+static void m_bdev_malloc_create(struct rpc_request *req, json_t *params, void *ctx)
+{
+	struct tgt *t = ctx;
+	struct malloc_params p = { 0 };
+	char gen[32];
+	const char *name;
+	struct bdev *bdev;
+	int rc;
+
+	if (rpc_params_decode(params, malloc_spec, COMMON_ARRAY_SIZE(malloc_spec), &p)) {
+		rpc_request_decode_failed(req);
+		return;
+	}
+	if (p.block_size % 512 != 0 || p.block_size == 0) {
+		rpc_request_errorf(req, -EINVAL, "Data block size %u is not a multiple of 512", p.block_size);
+		goto out;
+	}
+	if (p.md_size || p.dif_type) {
+		/* No metadata / protection information in disktgt. */
+		rpc_request_errno(req, -ENOTSUP);
+		goto out;
+	}
+	name = p.name;
+	if (!name) {
+		do
+			snprintf(gen, sizeof(gen), "Malloc%u", t->malloc_next++);
+		while (bdev_find(gen));
+		name = gen;
+	}
+	rc = bdev_malloc_create(name, p.uuid, p.num_blocks, p.block_size, &bdev);
+	if (rc) {
+		rpc_request_errno(req, rc);
+		goto out;
+	}
+	LOG_INFO(TGT_LOG, "malloc bdev created name=%s blocks=%llu block_size=%u", name,
+		 (unsigned long long)p.num_blocks, p.block_size);
+	rpc_request_reply(req, json_string(bdev_name(bdev)));
+out:
+	rpc_params_free(malloc_spec, COMMON_ARRAY_SIZE(malloc_spec), &p);
+}
+
+struct name_params {
+	char *name;
+};
+
+static const struct rpc_param name_spec[] = {
+	{ "name", RPC_PARAM_STRING, offsetof(struct name_params, name), false },
+};
+
+/* Unregisters a base bdev the way SPDK's hot remove does for what we
+ * support: namespaces on it disappear first. A bdev holding an lvstore is
+ * refused with -EBUSY (unload the store first). */
+static int tgt_bdev_remove(struct tgt *t, struct bdev *bdev)
+{
+	if (bdev_claim_type(bdev) != BDEV_CLAIM_NONE)
+		nvmf_tgt_bdev_removed(t->nvmf, bdev);
+	return bdev_unregister(bdev);
+}
+
+static void m_bdev_malloc_delete(struct rpc_request *req, json_t *params, void *ctx)
+{
+	struct tgt *t = ctx;
+	struct name_params p = { 0 };
+	struct bdev *bdev;
+	const char *product;
+	int rc;
+
+	if (rpc_params_decode(params, name_spec, 1, &p)) {
+		rpc_request_decode_failed(req);
+		return;
+	}
+	bdev = bdev_find(p.name);
+	product = bdev ? bdev_product_name(bdev) : NULL;
+	if (!bdev || !product || strcmp(product, "Malloc disk") != 0) {
+		rpc_request_errno(req, -ENODEV);
+		goto out;
+	}
+	rc = tgt_bdev_remove(t, bdev);
+	if (rc)
+		rpc_request_errno(req, rc);
+	else
+		rpc_request_reply_true(req);
+out:
+	rpc_params_free(name_spec, 1, &p);
+}
+
+/* -------------------------------------------------------------- bdev_aio */
+
+struct aio_params {
+	char *filename, *name, *uuid;
+	uint32_t block_size;
+	bool readonly, fallocate, nowait;
+};
+
+static const struct rpc_param aio_spec[] = {
+	{ "filename", RPC_PARAM_STRING, offsetof(struct aio_params, filename), false },
+	{ "name", RPC_PARAM_STRING, offsetof(struct aio_params, name), false },
+	{ "block_size", RPC_PARAM_UINT32, offsetof(struct aio_params, block_size), true },
+	{ "readonly", RPC_PARAM_BOOL, offsetof(struct aio_params, readonly), true },
+	{ "fallocate", RPC_PARAM_BOOL, offsetof(struct aio_params, fallocate), true },
+	{ "nowait", RPC_PARAM_BOOL, offsetof(struct aio_params, nowait), true },
+	{ "uuid", RPC_PARAM_STRING, offsetof(struct aio_params, uuid), true },
+};
+
+static void m_bdev_aio_create(struct rpc_request *req, json_t *params, void *ctx)
+{
+	struct tgt *t = ctx;
+	struct aio_params p = { 0 };
+	struct tgt_aio *a = NULL;
+	struct bdev *bdev;
+	int rc;
+
+	if (rpc_params_decode(params, aio_spec, COMMON_ARRAY_SIZE(aio_spec), &p)) {
+		rpc_request_decode_failed(req);
+		return;
+	}
+	a = mem_zalloc(sizeof(*a));
+	if (a) {
+		a->name = mem_strdup(p.name);
+		a->filename = mem_strdup(p.filename);
+	}
+	if (!a || !a->name || !a->filename) {
+		rc = -ENOMEM;
+		goto fail;
+	}
+	rc = bdev_aio_create(p.name, p.filename, p.block_size, p.readonly, p.uuid, &bdev);
+	if (rc)
+		goto fail;
+	a->block_size = p.block_size;
+	a->readonly = p.readonly;
+	a->fallocate = p.fallocate;
+	a->nowait = p.nowait;
+	a->next = t->aios;
+	t->aios = a;
+	LOG_INFO(TGT_LOG, "aio bdev created name=%s file=%s", p.name, p.filename);
+	rpc_request_reply(req, json_string(bdev_name(bdev)));
+	rpc_params_free(aio_spec, COMMON_ARRAY_SIZE(aio_spec), &p);
+	return;
+fail:
+	if (a) {
+		mem_free(a->name);
+		mem_free(a->filename);
+		mem_free(a);
+	}
+	rpc_request_errno(req, rc);
+	rpc_params_free(aio_spec, COMMON_ARRAY_SIZE(aio_spec), &p);
+}
+
+static void aio_forget(struct tgt *t, const char *name)
+{
+	struct tgt_aio **pp, *a;
+
+	for (pp = &t->aios; (a = *pp); pp = &a->next) {
+		if (!strcmp(a->name, name)) {
+			*pp = a->next;
+			mem_free(a->name);
+			mem_free(a->filename);
+			mem_free(a);
+			return;
+		}
+	}
+}
+
+static void m_bdev_aio_delete(struct rpc_request *req, json_t *params, void *ctx)
+{
+	struct tgt *t = ctx;
+	struct name_params p = { 0 };
+	struct bdev *bdev;
+	char name[BDEV_NAME_MAX];
+	int rc;
+
+	if (rpc_params_decode(params, name_spec, 1, &p)) {
+		rpc_request_decode_failed(req);
+		return;
+	}
+	bdev = bdev_find(p.name);
+	if (!bdev || !bdev_aio_filename(bdev)) {
+		rpc_request_errno(req, -ENODEV);
+		goto out;
+	}
+	snprintf(name, sizeof(name), "%s", bdev_name(bdev));
+	rc = tgt_bdev_remove(t, bdev);
+	if (rc) {
+		rpc_request_errno(req, rc);
+		goto out;
+	}
+	aio_forget(t, name);
+	rpc_request_reply_true(req);
+out:
+	rpc_params_free(name_spec, 1, &p);
+}
+
+static void m_bdev_aio_rescan(struct rpc_request *req, json_t *params, void *ctx)
+{
+	struct name_params p = { 0 };
+	struct bdev *bdev;
+	int rc;
+
+	if (rpc_params_decode(params, name_spec, 1, &p)) {
+		rpc_request_decode_failed(req);
+		return;
+	}
+	bdev = bdev_find(p.name);
+	if (!bdev || !bdev_aio_filename(bdev)) {
+		rpc_request_errno(req, -ENODEV);
+		goto out;
+	}
+	rc = bdev_aio_rescan(bdev);
+	if (rc)
+		rpc_request_errno(req, rc);
+	else
+		rpc_request_reply_true(req);
+out:
+	rpc_params_free(name_spec, 1, &p);
+}
+
+/* -------------------------------------------------------- bdev_get_bdevs */
+
+struct get_bdevs_params {
+	char *name;
+	uint64_t timeout_ms;
+};
+
+static const struct rpc_param get_bdevs_spec[] = {
+	{ "name", RPC_PARAM_STRING, offsetof(struct get_bdevs_params, name), true },
+	{ "timeout_ms", RPC_PARAM_UINT64, offsetof(struct get_bdevs_params, timeout_ms), true },
+};
+
+/* A bdev_get_bdevs waiting (timeout_ms) for its bdev to appear. */
+struct get_bdevs_wait {
+	struct tgt *t;
+	struct rpc_request *req;
+	char *name;
+	uint64_t deadline_ms;
+};
+
+static void reply_one_bdev(struct tgt *t, struct rpc_request *req, struct bdev *bdev)
+{
+	json_t *arr = json_array();
+	json_t *o = tgt_bdev_to_json(t, bdev);
+
+	if (!arr || !o || json_array_append_new(arr, o)) {
+		json_decref(arr);
+		rpc_request_errno(req, -ENOMEM);
+		return;
+	}
+	rpc_request_reply(req, arr);
+}
+
+static void get_bdevs_poll(struct ev_loop *loop, struct ev_timer *timer, void *arg)
+{
+	struct get_bdevs_wait *w = arg;
+	struct bdev *bdev = bdev_find(w->name);
+
+	if (!bdev && clock_mono_ms() < w->deadline_ms)
+		return;
+	ev_timer_stop(loop, timer);
+	if (bdev)
+		reply_one_bdev(w->t, w->req, bdev);
+	else
+		rpc_request_errno(w->req, -ENODEV);
+	mem_free(w->name);
+	mem_free(w);
+}
+
+static void m_bdev_get_bdevs(struct rpc_request *req, json_t *params, void *ctx)
+{
+	struct tgt *t = ctx;
+	struct get_bdevs_params p = { 0 };
+	struct bdev *bdev;
+	json_t *arr;
+
+	if (rpc_params_decode(params, get_bdevs_spec, COMMON_ARRAY_SIZE(get_bdevs_spec), &p)) {
+		rpc_request_decode_failed(req);
+		return;
+	}
+	if (p.name) {
+		bdev = bdev_find(p.name);
+		if (bdev) {
+			reply_one_bdev(t, req, bdev);
+		} else if (p.timeout_ms > 0) {
+			struct get_bdevs_wait *w = mem_zalloc(sizeof(*w));
+
+			if (!w || !(w->name = mem_strdup(p.name)) ||
+			    ev_timer_start(t->loop, 5, 5, get_bdevs_poll, w, NULL)) {
+				if (w)
+					mem_free(w->name);
+				mem_free(w);
+				rpc_request_errno(req, -ENOMEM);
+			} else {
+				w->t = t;
+				w->req = req;
+				w->deadline_ms = clock_mono_ms() + p.timeout_ms;
+			}
+		} else {
+			rpc_request_errno(req, -ENODEV);
+		}
+		goto out;
+	}
+	arr = json_array();
+	for (bdev = bdev_first(); arr && bdev; bdev = bdev_next(bdev)) {
+		if (json_array_append_new(arr, tgt_bdev_to_json(t, bdev))) {
+			json_decref(arr);
+			arr = NULL;
+		}
+	}
+	if (!arr)
+		rpc_request_errno(req, -ENOMEM);
+	else
+		rpc_request_reply(req, arr);
+out:
+	rpc_params_free(get_bdevs_spec, COMMON_ARRAY_SIZE(get_bdevs_spec), &p);
+}
+
+/* ------------------------------------------------------- bdev_get_iostat */
+
+struct iostat_params {
+	json_t *names;
+	bool per_channel;
+};
+
+static const struct rpc_param iostat_spec[] = {
+	{ "names", RPC_PARAM_ARRAY, offsetof(struct iostat_params, names), true },
+	{ "per_channel", RPC_PARAM_BOOL, offsetof(struct iostat_params, per_channel), true },
+};
+
+static json_t *iostat_json(struct bdev *bdev)
+{
+	const struct bdev_io_stat *s = bdev_stat(bdev);
+
+#define U(x) ((json_int_t)(x))
+	return json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,"
+			 "s:I,s:I,s:I,s:I,s:{},s:I,s:I,s:I,s:I}",
+			 "name", bdev_name(bdev),
+			 "bytes_read", U(s->bytes_read), "num_read_ops", U(s->num_read_ops),
+			 "bytes_written", U(s->bytes_written), "num_write_ops", U(s->num_write_ops),
+			 "bytes_unmapped", U(s->bytes_unmapped), "num_unmap_ops", U(s->num_unmap_ops),
+			 "bytes_copied", U(s->bytes_copied), "num_copy_ops", U(s->num_copy_ops),
+			 "read_latency_ticks", U(s->read_latency_ticks),
+			 "max_read_latency_ticks", U(s->max_read_latency_ticks),
+			 "min_read_latency_ticks", U(s->min_read_latency_ticks),
+			 "write_latency_ticks", U(s->write_latency_ticks),
+			 "max_write_latency_ticks", U(s->max_write_latency_ticks),
+			 "min_write_latency_ticks", U(s->min_write_latency_ticks),
+			 "unmap_latency_ticks", U(s->unmap_latency_ticks),
+			 "max_unmap_latency_ticks", U(0), "min_unmap_latency_ticks", U(0),
+			 "copy_latency_ticks", U(0), "max_copy_latency_ticks", U(0),
+			 "min_copy_latency_ticks", U(0), "io_error",
+			 "queue_depth_polling_period", U(0), "queue_depth", U(0), "io_time", U(0),
+			 "weighted_io_time", U(0));
+#undef U
+}
+
+static void m_bdev_get_iostat(struct rpc_request *req, json_t *params, void *ctx)
+{
+	struct iostat_params p = { 0 };
+	struct bdev *bdev;
+	json_t *res = NULL, *arr;
+	size_t i;
+
+	if (rpc_params_decode(params, iostat_spec, COMMON_ARRAY_SIZE(iostat_spec), &p)) {
+		rpc_request_decode_failed(req);
+		return;
+	}
+	if (p.names) {
+		for (i = 0; i < json_array_size(p.names); i++) {
+			if (!json_is_string(json_array_get(p.names, i))) {
+				rpc_request_decode_failed(req);
+				goto out;
+			}
+		}
+	}
+	arr = json_array();
+	res = json_pack("{s:I,s:I,s:o}", "tick_rate", (json_int_t)1000000000,
+			"ticks", (json_int_t)clock_mono_ns(), "bdevs", arr);
+	if (!res)
+		goto nomem;
+	if (p.names && json_array_size(p.names) > 0) {
+		for (i = 0; i < json_array_size(p.names); i++) {
+			bdev = bdev_find(json_string_value(json_array_get(p.names, i)));
+			if (!bdev) {
+				json_decref(res);
+				rpc_request_errno(req, -ENODEV);
+				goto out;
+			}
+			if (json_array_append_new(arr, iostat_json(bdev)))
+				goto nomem;
+		}
+	} else {
+		for (bdev = bdev_first(); bdev; bdev = bdev_next(bdev))
+			if (json_array_append_new(arr, iostat_json(bdev)))
+				goto nomem;
+	}
+	rpc_request_reply(req, res);
+	goto out;
+nomem:
+	json_decref(res);
+	rpc_request_errno(req, -ENOMEM);
+out:
+	rpc_params_free(iostat_spec, COMMON_ARRAY_SIZE(iostat_spec), &p);
+}
+
+/* ------------------------------------------------- bdev_wait_for_examine */
+
+static void examine_done(void *arg)
+{
+	rpc_request_reply_true(arg);
+}
+
+static void m_bdev_wait_for_examine(struct rpc_request *req, json_t *params, void *ctx)
+{
+	int rc = bdev_wait_for_examine(examine_done, req);
+
+	if (rc)
+		rpc_request_errno(req, rc);
+}
+
+int tgt_bdev_register(struct tgt *t)
+{
+	int rc = 0;
+
+	rc |= tgt_method(t, "bdev_wait_for_examine", m_bdev_wait_for_examine, RPC_FLAG_NO_PARAMS);
+	rc |= tgt_method(t, "bdev_get_iostat", m_bdev_get_iostat, 0);
+	rc |= tgt_method(t, "bdev_get_bdevs", m_bdev_get_bdevs, 0);
+	rc |= tgt_method(t, "bdev_aio_delete", m_bdev_aio_delete, 0);
+	rc |= tgt_method(t, "bdev_aio_rescan", m_bdev_aio_rescan, 0);
+	rc |= tgt_method(t, "bdev_aio_create", m_bdev_aio_create, 0);
+	rc |= tgt_method(t, "bdev_malloc_delete", m_bdev_malloc_delete, 0);
+	rc |= tgt_method(t, "bdev_malloc_create", m_bdev_malloc_create, 0);
+	return rc ? -EINVAL : 0;
+}

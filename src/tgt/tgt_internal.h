@@ -1,0 +1,86 @@
+/*
+ * tgt_internal.h: private to src/tgt. The target context shared by the
+ * method files (tgt_bdev.c, tgt_lvol.c, tgt_nvmf.c, tgt_config.c,
+ * tgt_fault.c) and the small helpers they use to build SPDK-shaped JSON.
+ */
+#ifndef DE_TGT_INTERNAL_H
+#define DE_TGT_INTERNAL_H
+
+#include <jansson.h>
+
+#include "bdev/bdev.h"
+#include "common/common.h"
+#include "lvol/lvol.h"
+#include "nvmf/nvmf.h"
+#include "rpc/rpc.h"
+#include "tgt/tgt.h"
+
+#define TGT_LOG "tgt"
+
+/* What bdev_aio_create was given (driver_specific.aio, save_config). */
+struct tgt_aio {
+	struct tgt_aio *next;
+	char *name;
+	char *filename;
+	uint32_t block_size; /* as given (0 = auto) */
+	bool readonly;
+	bool fallocate;
+	bool nowait;
+};
+
+/* One pending fault (disktgt_inject_fault). */
+struct tgt_fault {
+	struct tgt_fault *next;
+	char *method;
+	unsigned count;      /* calls still affected */
+	int action;          /* TGT_FAULT_* */
+	int code;            /* TGT_FAULT_ERROR */
+	char *message;       /* TGT_FAULT_ERROR */
+};
+
+enum { TGT_FAULT_ERROR = 1, TGT_FAULT_DROP_REPLY, TGT_FAULT_EXIT_AFTER_REPLY };
+
+struct tgt {
+	struct ev_loop *loop;
+	struct rpc_server *server;
+	struct nvmf_tgt *nvmf;
+	struct tgt_opts opts;
+	struct tgt_aio *aios;
+	struct tgt_fault *faults;
+	unsigned malloc_next;   /* SPDK names unnamed malloc bdevs MallocN */
+	bool bdev_up, lvol_up;
+	/* Shared, immutable JSON pieces of bdev_get_bdevs objects (refcounted). */
+	json_t *rate_limits;
+	json_t *io_types_lvol, *io_types_lvol_ro, *io_types_malloc, *io_types_aio, *io_types_other;
+	json_t *empty_object;
+};
+
+/* Registration of each file's methods. */
+int tgt_bdev_register(struct tgt *t);
+int tgt_lvol_register(struct tgt *t);
+int tgt_nvmf_register(struct tgt *t);
+int tgt_config_register(struct tgt *t);
+int tgt_fault_register(struct tgt *t);
+
+/* Registers a method, logging a failure. */
+int tgt_method(struct tgt *t, const char *name, rpc_handler_fn fn, unsigned flags);
+
+/* bdev JSON (tgt_bdev.c). */
+int tgt_bdev_shared_init(struct tgt *t);
+void tgt_bdev_shared_fini(struct tgt *t);
+json_t *tgt_bdev_to_json(struct tgt *t, struct bdev *bdev);
+struct tgt_aio *tgt_aio_find(struct tgt *t, const char *name);
+
+/* Config (tgt_config.c): the {method, params} list of a subsystem. */
+json_t *tgt_config_subsystem(struct tgt *t, const char *name);
+/* Runs one {method, params} entry through the server's method table,
+ * completing synchronously or asynchronously; cb gets 0 or an error code. */
+typedef void (*tgt_call_cb)(void *arg, int code, const char *message);
+
+/* JSON helpers that never fail silently: on ENOMEM they return -ENOMEM. */
+static inline int tgt_set(json_t *obj, const char *key, json_t *v)
+{
+	return v ? json_object_set_new(obj, key, v) : -1;
+}
+
+#endif /* DE_TGT_INTERNAL_H */
