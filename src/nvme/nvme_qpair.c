@@ -62,7 +62,7 @@ void nvme_qpair_destroy(struct nvme_qpair *qp)
 {
 	if (!qp)
 		return;
-	if (!qp->dead)
+	if (!qp->dead && qp->slots && qp->free_stack)
 		nvme_qpair_fail(qp, -ECONNABORTED);
 	if (qp->fd >= 0)
 		close(qp->fd);
