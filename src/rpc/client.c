@@ -337,9 +337,9 @@ int rpc_client_call(struct rpc_client *c, const char *method, json_t *params, in
 
 	if (result)
 		*result = NULL;
-	if (c->outstanding) {
+	if (c->fd < 0 || c->outstanding) {
 		json_decref(params);
-		return -EBUSY;
+		return c->fd < 0 ? -ENOTCONN : -EBUSY;
 	}
 	c->send_timeout_ms = timeout_ms;
 	rc = rpc_client_send(c, method, params, NULL);

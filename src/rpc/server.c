@@ -746,9 +746,15 @@ static void conn_process_input(struct rpc_conn *c)
 			c->close_after_flush = true;
 			break;
 		}
-		/* -EINVAL or -ENOMEM: no resynchronisation point in a stream. */
-		LOG_ERROR(MOD, "jsonrpc parse request failed fd=%d", c->fd);
+		/* -EINVAL or -ENOMEM: no resynchronisation point in a stream.
+		 * Replies already complete still go out (best effort). */
+		if (rc == -ENOMEM)
+			LOG_ERROR(MOD, "out of memory handling a request fd=%d", c->fd);
+		else
+			LOG_ERROR(MOD, "jsonrpc parse request failed fd=%d", c->fd);
 		c->dispatching = false;
+		conn_collect(c);
+		conn_flush(c);
 		conn_close(c, "invalid JSON");
 		conn_unref(c);
 		return;
