@@ -939,6 +939,8 @@ struct nvme_connect_opts {
 	uint32_t timeout_ms;  /* per step of connect and per admin command; 0 = 10000 */
 	bool header_digest;
 	bool data_digest;
+	uint16_t *status_out; /* optional: NVMe status when a command of the connect
+			       * sequence failed (-EIO), e.g. Connect rejected */
 };
 
 /* Connects the admin queue, enables the controller (CC.EN -> CSTS.RDY),

@@ -600,6 +600,8 @@ int nvme_ctrlr_connect(const struct nvme_connect_opts *opts, struct nvme_ctrlr *
 fail:
 	LOG_WARN(NVME_MOD, "connect failed traddr=%s trsvcid=%s subnqn=%s err=%s status=0x%x",
 		 ctrlr->traddr, ctrlr->trsvcid, ctrlr->subnqn, common_strerror(rc), ctrlr->last_status);
+	if (opts->status_out)
+		*opts->status_out = ctrlr->last_status;
 	if (ctrlr->admin)
 		nvme_qpair_fail(ctrlr->admin, -ECONNABORTED); /* no shutdown handshake */
 	nvme_ctrlr_destroy(ctrlr);
