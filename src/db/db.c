@@ -350,21 +350,34 @@ static bool is_pg_url(const char *s)
 	return !strncmp(s, "postgresql://", 13) || !strncmp(s, "postgres://", 11);
 }
 
+static __thread char open_err[512];
+
+const char *db_open_errmsg(void)
+{
+	return open_err;
+}
+
 static int open_common(const char *url_or_path, bool create, struct db **out)
 {
-	char err[512] = "";
 	int rc;
 
 	*out = NULL;
-	if (!url_or_path || !*url_or_path)
+	open_err[0] = '\0';
+	if (!url_or_path || !*url_or_path) {
+		snprintf(open_err, sizeof(open_err), "no database path given");
 		return -EINVAL;
+	}
 	if (is_pg_url(url_or_path)) {
-		LOG_ERROR("db", "PostgreSQL backend not built url_scheme=postgresql");
+		snprintf(open_err, sizeof(open_err),
+			 "cannot open %.64s...: the PostgreSQL backend is not built yet", url_or_path);
 		return -ENOTSUP;
 	}
-	rc = db_sqlite_open(url_or_path, create, out, err, sizeof(err));
-	if (rc < 0 && err[0])
-		LOG_DEBUG("db", "open failed path=%s err=\"%s\"", url_or_path, err);
+	rc = db_sqlite_open(url_or_path, create, out, open_err, sizeof(open_err));
+	if (rc < 0 && !open_err[0])
+		snprintf(open_err, sizeof(open_err), "cannot open database %s: %s", url_or_path,
+			 common_strerror(rc));
+	if (rc < 0)
+		LOG_DEBUG("db", "open failed path=%s err=\"%s\"", url_or_path, open_err);
 	return rc;
 }
 

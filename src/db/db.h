@@ -195,6 +195,9 @@ int db_open(const char *url_or_path, struct db **out);
  * -ENOENT when the file does not exist. */
 int db_open_existing(const char *url_or_path, struct db **out);
 void db_close(struct db *db);
+/* Why the last failed db_open/db_open_existing of the calling thread failed
+ * (one line, "" if none): there is no handle to ask. */
+const char *db_open_errmsg(void);
 /* Last error text of this handle ("" when none). Valid until the next call. */
 const char *db_errmsg(const struct db *db);
 /* Schema version of the open store. */

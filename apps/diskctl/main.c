@@ -1,0 +1,299 @@
+/*
+ * main.c: diskctl, the operator CLI. Writes desired state into the state
+ * store and shows what the agents observed; never talks to a target. This
+ * file holds the command table, help texts and dispatch; global options
+ * (--db, --json, --help) are accepted anywhere on the line.
+ */
+#include "diskctl.h"
+
+#include "common/common.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define CTL_DB_DEFAULT "./var/diskengine.db"
+
+int ctl_node_add(struct ctl *ctl, struct ctl_args *a);
+int ctl_node_list(struct ctl *ctl, struct ctl_args *a);
+int ctl_disk_add(struct ctl *ctl, struct ctl_args *a);
+int ctl_disk_list(struct ctl *ctl, struct ctl_args *a);
+int ctl_lvol_create(struct ctl *ctl, struct ctl_args *a);
+int ctl_lvol_resize(struct ctl *ctl, struct ctl_args *a);
+int ctl_lvol_delete(struct ctl *ctl, struct ctl_args *a);
+int ctl_lvol_list(struct ctl *ctl, struct ctl_args *a);
+int ctl_lvol_show(struct ctl *ctl, struct ctl_args *a);
+int ctl_snapshot_create(struct ctl *ctl, struct ctl_args *a);
+int ctl_snapshot_delete(struct ctl *ctl, struct ctl_args *a);
+int ctl_snapshot_list(struct ctl *ctl, struct ctl_args *a);
+int ctl_clone_create(struct ctl *ctl, struct ctl_args *a);
+int ctl_events(struct ctl *ctl, struct ctl_args *a);
+int ctl_status(struct ctl *ctl, struct ctl_args *a);
+
+#define OPTS(x) x, COMMON_ARRAY_SIZE(x)
+
+static const struct ctl_optspec o_none[] = { { "", CTL_FLAG } };
+static const struct ctl_optspec o_node_add[] = { { "rpc-socket", CTL_VALUE },
+						 { "nqn-prefix", CTL_VALUE } };
+static const struct ctl_optspec o_disk_add[] = {
+	{ "node", CTL_VALUE },      { "file", CTL_VALUE },      { "device", CTL_VALUE },
+	{ "lvstore", CTL_VALUE },   { "cluster-size", CTL_VALUE }, { "listen", CTL_MULTI },
+	{ "interface", CTL_VALUE }, { "port", CTL_VALUE },      { "transport", CTL_VALUE },
+};
+static const struct ctl_optspec o_disk_list[] = { { "node", CTL_VALUE } };
+static const struct ctl_optspec o_lvol_create[] = {
+	{ "disk", CTL_VALUE }, { "size", CTL_VALUE },  { "thin", CTL_FLAG },
+	{ "host", CTL_MULTI }, { "wait", CTL_OPTVALUE }, { "node", CTL_VALUE },
+};
+static const struct ctl_optspec o_lvol_resize[] = { { "size", CTL_VALUE },
+						    { "allow-shrink", CTL_FLAG },
+						    { "wait", CTL_OPTVALUE } };
+static const struct ctl_optspec o_wait[] = { { "wait", CTL_OPTVALUE } };
+static const struct ctl_optspec o_lvol_list[] = { { "node", CTL_VALUE }, { "disk", CTL_VALUE },
+						  { "state", CTL_VALUE }, { "all", CTL_FLAG } };
+static const struct ctl_optspec o_snap_list[] = { { "node", CTL_VALUE }, { "lvol", CTL_VALUE },
+						  { "all", CTL_FLAG } };
+static const struct ctl_optspec o_clone[] = { { "host", CTL_MULTI }, { "wait", CTL_OPTVALUE } };
+static const struct ctl_optspec o_events[] = { { "all", CTL_FLAG } };
+
+const struct ctl_cmd ctl_cmds[] = {
+	{ "node", "add", "node add NAME --rpc-socket PATH [--nqn-prefix NQN]",
+	  "Register a storage node and the JSON-RPC socket of its target (disktgt or spdk_tgt).\n"
+	  "  --rpc-socket PATH   the target's unix socket as the node's agent sees it\n"
+	  "  --nqn-prefix NQN    prefix of subsystem NQNs (default " DB_NQN_PREFIX_DEFAULT ")",
+	  OPTS(o_node_add), 1, 1, false, ctl_node_add },
+	{ "node", "list", "node list [--json]", "List nodes with their liveness (agent heartbeat).",
+	  o_none, 0, 0, 0, true, ctl_node_list },
+	{ "disk", "add",
+	  "disk add NAME --node NODE (--file PATH | --device DEV) [--lvstore NAME] [--cluster-size 4MiB] "
+	  "(--listen IP:PORT ... | --interface IFNAME [--port 4420]) [--transport TCP|RDMA]",
+	  "Register a disk of a node: the file or block device the agent turns into an lvstore, and\n"
+	  "where the lvols of this disk are exported.\n"
+	  "  --file PATH / --device DEV   base bdev (relative paths are made absolute)\n"
+	  "  --lvstore NAME               lvstore name (default: the disk name)\n"
+	  "  --cluster-size SIZE          lvstore cluster size (default 4MiB, power of two)\n"
+	  "  --listen IP:PORT             listener address, repeatable ([IPv6]:PORT for IPv6)\n"
+	  "  --interface IFNAME --port N  listen on every address of an interface (default port 4420)\n"
+	  "  --transport TCP|RDMA         NVMe-oF transport (default TCP)",
+	  OPTS(o_disk_add), 1, 1, false, ctl_disk_add },
+	{ "disk", "list", "disk list [--node NODE] [--json]",
+	  "List disks with the lvstore state, capacity and free space the agent observed.",
+	  OPTS(o_disk_list), 0, 0, true, ctl_disk_list },
+	{ "lvol", "create",
+	  "lvol create --disk DISK --size SIZE [--thin] [--host NQN ...] [--node NODE] [--wait[=SECONDS]]",
+	  "Create a logical volume; prints its id (its name in the target). Sizes take B, K/KiB,\n"
+	  "M/MiB, G/GiB, T/TiB (powers of two). A thick volume larger than the disk's known free\n"
+	  "space is refused. --host allows an NVMe host NQN (repeatable); --node checks the disk\n"
+	  "belongs to that node; --wait follows it until READY (exit 3 on timeout).",
+	  OPTS(o_lvol_create), 0, 0, false, ctl_lvol_create },
+	{ "lvol", "resize", "lvol resize ID --size SIZE [--allow-shrink] [--wait[=SECONDS]]",
+	  "Change an lvol's size. Growing zeroes the new region before the lvol is READY again;\n"
+	  "shrinking destroys data and is refused unless --allow-shrink is given. --wait shows the\n"
+	  "zeroing progress.",
+	  OPTS(o_lvol_resize), 1, 1, false, ctl_lvol_resize },
+	{ "lvol", "delete", "lvol delete ID [--wait[=SECONDS]]",
+	  "Delete an lvol (its namespace and subsystem first). --wait follows it until DELETED.",
+	  OPTS(o_wait), 1, 1, false, ctl_lvol_delete },
+	{ "lvol", "list", "lvol list [--node N] [--disk D] [--state S] [--all] [--json]",
+	  "List lvols (DELETED ones only with --all or --state DELETED).", OPTS(o_lvol_list), 0, 0,
+	  true, ctl_lvol_list },
+	{ "lvol", "show", "lvol show ID [--json]", "Show one lvol in full.", o_none, 0, 1, 1, true,
+	  ctl_lvol_show },
+	{ "snapshot", "create", "snapshot create LVOL_ID [--wait[=SECONDS]]",
+	  "Snapshot a READY lvol; prints the snapshot id (target name snap-<id>).", OPTS(o_wait), 1, 1,
+	  false, ctl_snapshot_create },
+	{ "snapshot", "delete", "snapshot delete ID [--wait[=SECONDS]]",
+	  "Delete a snapshot. The target refuses while more than one clone depends on it.",
+	  OPTS(o_wait), 1, 1, false, ctl_snapshot_delete },
+	{ "snapshot", "list", "snapshot list [--node N] [--lvol ID] [--all] [--json]",
+	  "List snapshots (DELETED ones only with --all).", OPTS(o_snap_list), 0, 0, true,
+	  ctl_snapshot_list },
+	{ "clone", "create", "clone create SNAPSHOT_ID [--host NQN ...] [--wait[=SECONDS]]",
+	  "Create a thin lvol from a READY snapshot, exported like any other; prints its id.",
+	  OPTS(o_clone), 1, 1, false, ctl_clone_create },
+	{ NULL, "events", "events [--all] [--json]",
+	  "Show open events (drift, orphans, re-exports, unreachable targets); --all includes\n"
+	  "resolved ones. Repeats are counted on one row.",
+	  OPTS(o_events), 0, 0, true, ctl_events },
+	{ NULL, "status", "status [--json]",
+	  "Per node and disk: liveness, capacity, free space, lvols by state, open events.", o_none, 0,
+	  0, 0, true, ctl_status },
+};
+const size_t ctl_ncmds = COMMON_ARRAY_SIZE(ctl_cmds);
+
+static const char *const groups[] = { "node", "disk", "lvol", "snapshot", "clone" };
+
+static void main_help(FILE *f)
+{
+	size_t i;
+
+	fprintf(f, "usage: diskctl [--db PATH|postgresql://...] [--json] <command> [args]\n\n"
+		   "Operator CLI of diskengine: writes desired state into the database, shows what the\n"
+		   "node agents observed. Default database: $DISKENGINE_DB or ./var/diskengine.db.\n\n"
+		   "commands:\n");
+	for (i = 0; i < ctl_ncmds; i++)
+		fprintf(f, "  %s\n", ctl_cmds[i].synopsis);
+	fprintf(f, "\nglobal options: --db PATH, --json (JSON output), --help (on every level)\n"
+		   "exit codes: 0 done, 1 error, 2 usage, 3 --wait timed out (the operation goes on)\n");
+}
+
+static void group_help(const char *group)
+{
+	size_t i;
+
+	printf("usage: diskctl %s <subcommand> ...\n\nsubcommands:\n", group);
+	for (i = 0; i < ctl_ncmds; i++)
+		if (ctl_cmds[i].group && !strcmp(ctl_cmds[i].group, group))
+			printf("  %s\n", ctl_cmds[i].synopsis);
+	printf("\n'diskctl %s <subcommand> --help' explains one.\n", group);
+}
+
+static void cmd_help(const struct ctl_cmd *c)
+{
+	printf("usage: diskctl %s\n\n%s\n", c->synopsis, c->help);
+}
+
+static bool is_group(const char *s)
+{
+	size_t i;
+
+	for (i = 0; i < COMMON_ARRAY_SIZE(groups); i++)
+		if (!strcmp(groups[i], s))
+			return true;
+	return false;
+}
+
+static const struct ctl_cmd *find_cmd(const char *group, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < ctl_ncmds; i++) {
+		const struct ctl_cmd *c = &ctl_cmds[i];
+
+		if ((group && c->group && !strcmp(c->group, group) && !strcmp(c->name, name)) ||
+		    (!group && !c->group && !strcmp(c->name, name)))
+			return c;
+	}
+	return NULL;
+}
+
+int main(int argc, char **argv)
+{
+	struct ctl ctl = { 0 };
+	struct ctl_args args;
+	const struct ctl_cmd *cmd = NULL;
+	char **rest;
+	int nrest = 0, i, rc, code;
+	bool help = false;
+
+	log_level_set(LOG_LEVEL_WARN);
+	rest = calloc((size_t)argc + 1, sizeof(*rest));
+	if (!rest)
+		return ctl_err(EXIT_ERR, "out of memory");
+	for (i = 1; i < argc; i++) {
+		const char *a = argv[i];
+
+		if (!strcmp(a, "--")) {
+			/* everything after is for the command */
+			for (; i < argc; i++)
+				rest[nrest++] = argv[i];
+			break;
+		}
+		if (!strcmp(a, "--json")) {
+			ctl.json = true;
+		} else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+			help = true;
+		} else if (!strcmp(a, "--db")) {
+			if (i + 1 >= argc) {
+				free(rest);
+				return ctl_usage(NULL, "option --db needs a value");
+			}
+			if (ctl.db_path) {
+				free(rest);
+				return ctl_usage(NULL, "option --db given twice");
+			}
+			ctl.db_path = argv[++i];
+		} else if (!strncmp(a, "--db=", 5)) {
+			if (ctl.db_path) {
+				free(rest);
+				return ctl_usage(NULL, "option --db given twice");
+			}
+			ctl.db_path = a + 5;
+		} else {
+			rest[nrest++] = argv[i];
+		}
+	}
+	code = EXIT_USAGE;
+	if (nrest == 0) {
+		if (help) {
+			main_help(stdout);
+			code = EXIT_OK;
+		} else {
+			code = ctl_usage(NULL, "missing command");
+		}
+		goto out;
+	}
+	if (is_group(rest[0])) {
+		if (nrest < 2 || rest[1][0] == '-') {
+			if (help) {
+				group_help(rest[0]);
+				code = EXIT_OK;
+			} else {
+				code = ctl_usage(NULL, "'%s' needs a subcommand", rest[0]);
+			}
+			goto out;
+		}
+		cmd = find_cmd(rest[0], rest[1]);
+		if (!cmd) {
+			code = ctl_usage(NULL, "unknown command '%s %.64s'", rest[0], rest[1]);
+			goto out;
+		}
+		i = 2;
+	} else {
+		cmd = find_cmd(NULL, rest[0]);
+		if (!cmd) {
+			code = ctl_usage(NULL, "unknown command '%.64s'", rest[0]);
+			goto out;
+		}
+		i = 1;
+	}
+	if (help) {
+		cmd_help(cmd);
+		code = EXIT_OK;
+		goto out;
+	}
+	ctl.cmd = cmd;
+	/* Parse everything before touching the database: bad input changes nothing. */
+	if ((code = ctl_parse(cmd, nrest - i, rest + i, &args)) != 0)
+		goto out;
+	if (!ctl.db_path) {
+		const char *env = getenv("DISKENGINE_DB");
+
+		ctl.db_path = env && *env ? env : CTL_DB_DEFAULT;
+		/* the default lives in ./var: create it like `make run` would */
+		if (ctl.db_path == (const char *)CTL_DB_DEFAULT && mkdir("./var", 0700) != 0 &&
+		    errno != EEXIST) {
+			code = ctl_err(EXIT_ERR, "cannot create ./var for %s: %s", CTL_DB_DEFAULT,
+				       strerror(errno));
+			goto out;
+		}
+	}
+	if (!*ctl.db_path) {
+		code = ctl_usage(NULL, "option --db needs a value");
+		goto out;
+	}
+	rc = db_open(ctl.db_path, &ctl.db);
+	if (rc < 0) {
+		code = ctl_err(EXIT_ERR, "%s", db_open_errmsg());
+		goto out;
+	}
+	code = cmd->run(&ctl, &args);
+out:
+	db_close(ctl.db);
+	free(rest);
+	if (fflush(stdout) != 0 && code == EXIT_OK)
+		code = ctl_err(EXIT_ERR, "cannot write output");
+	return code;
+}
