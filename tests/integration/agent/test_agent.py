@@ -1,0 +1,286 @@
+"""Issue 6 acceptance: the agent's loops against a real target process
+(the fake SPDK target and disktgt), driven through diskctl, with crash
+points and target faults."""
+import os
+import signal
+import statistics
+import subprocess
+import time
+
+import pytest
+
+import helpers
+from conftest import Node
+
+STRESS = bool(os.environ.get("DISKENGINE_STRESS"))
+
+
+def our_lvols(node):
+    """Target lvols named in the agent's scheme (decimal ids)."""
+    return [lv for lv in node.target_lvols() if lv["name"].isdigit()]
+
+
+def assert_converged(node, expect_ready):
+    """Every row READY, exported once, no duplicate or orphan in the target,
+    free bytes in the DB equal to the target's."""
+    rows = {r["id"]: r for r in node.lvols()}
+    assert sorted(rows) == sorted(expect_ready), rows.keys()
+    tl = our_lvols(node)
+    names = [lv["name"] for lv in tl]
+    assert len(names) == len(set(names)), "duplicate lvols: %s" % names
+    assert sorted(int(n) for n in names) == sorted(rows), "orphans or missing: %s" % names
+    by_name = {lv["name"]: lv for lv in tl}
+    subs = node.subsystems()
+    for i, r in rows.items():
+        assert r["state"] == "READY", r
+        assert r["uuid"] == by_name[str(i)]["uuid"]
+        assert r["nqn"] == "nqn.2026-11.io.diskengine:lvol-%d" % i
+        sub = subs[r["nqn"]]
+        assert [ns["nsid"] for ns in sub["namespaces"]] == [1], sub
+        assert sub["namespaces"][0]["bdev_name"] == r["uuid"]
+        assert sub["serial_number"] == "DE%018d" % i
+        assert sub["model_number"] == "diskengine lvol"
+        assert sub["allow_any_host"] is False
+        assert any(h["nqn"] == "nqn.2026-11.io.diskengine:agent:n1" for h in sub["hosts"])
+        assert [(a["traddr"], a["trsvcid"]) for a in sub["listen_addresses"]] == \
+            [("127.0.0.1", str(node.port))]
+    ours = [n for n in subs if ":lvol-" in n]
+    assert len(ours) == len(rows), "stray subsystems: %s" % ours
+    wait_free_synced(node)
+
+
+def wait_free_synced(node, timeout=10):
+    def ok():
+        s = node.rpc_ok("bdev_lvol_get_lvstores")[0]
+        return node.disk()["free"] == s["free_clusters"] * s["cluster_size"]
+    helpers.wait_for(ok, timeout, interval=0.1, what="DB free == target free")
+
+
+def open_events(node, kind=None, obj=None):
+    return [e for e in node.events(all_=True)
+            if (kind is None or e["kind"] == kind) and (obj is None or e["object"] == obj)]
+
+
+# ------------------------------------------------------------------ basics
+
+def test_create_many_mixed(node):
+    n = 200 if node.kind == "disktgt" or STRESS else 120
+    node.start_agent()
+    ids = [node.create("8MiB" if i % 2 else "64MiB", thin=bool(i % 2 == 0)) for i in range(n)]
+    node.wait_all("READY", timeout=120)
+    for r in node.lvols():
+        assert r["uuid"] and r["nqn"] and r["real_size"] >= r["size"], r
+        assert r["real_size"] % (4 << 20) == 0
+    assert_converged(node, ids)
+
+
+def test_size_rounded_up_and_real_size_recorded(node):
+    node.start_agent()
+    i = node.create("5MiB", wait=True)      # 5 MiB -> 8 MiB (two 4 MiB clusters)
+    j = node.create("1000000", wait=True)   # 1,000,000 B -> 1 MiB -> 4 MiB
+    assert node.lvol(i)["real_size"] == 8 << 20
+    assert node.lvol(j)["real_size"] == 4 << 20
+    bd = node.rpc_ok("bdev_get_bdevs", {"name": node.lvol(i)["uuid"]})[0]
+    assert bd["num_blocks"] * bd["block_size"] == 8 << 20
+
+
+def test_sigterm_is_clean_and_fast(node):
+    node.start_agent()
+    node.create("8MiB", wait=True)
+    t = time.time()
+    assert node.stop_agent() == 0
+    assert time.time() - t < 5
+
+
+# ------------------------------------------------------------------ crash points
+
+@pytest.mark.parametrize("point", ["provision.after_lvol_create", "provision.after_ns_add",
+                                   "provision.after_uuid_record", "provision.after_subsystem_create"])
+def test_crash_point_converges(node, point):
+    node.start_agent(env={"DISKENGINE_CRASH_AT": point})
+    ids = [node.create("8MiB"), node.create("16MiB", thin=True)]
+    helpers.wait_for(lambda: not node.agent.alive(), 20, what="agent crash at " + point)
+    assert node.agent.p.returncode == 86, node.agent.output()[-2000:]
+    assert "crash point reached name=%s" % point in node.agent.output()
+    node.agent = None
+    node.start_agent()
+    node.wait_all("READY", timeout=30)
+    assert_converged(node, ids)
+    assert not open_events(node, "orphan")
+
+
+def test_list_crash_points():
+    p = subprocess.run([helpers.binary("diskengine"), "--list-crash-points"],
+                       capture_output=True, text=True)
+    names = p.stdout.split()
+    assert p.returncode == 0
+    assert "provision.after_lvol_create" in names and "provision.after_ns_add" in names
+    assert len(names) == len(set(names)) >= 20
+
+
+def test_unknown_crash_point_refused(tmp_path):
+    p = subprocess.run([helpers.binary("diskengine"), "--db", str(tmp_path / "x.db"),
+                        "--node", "n1"], capture_output=True, text=True,
+                       env=dict(os.environ, DISKENGINE_CRASH_AT="no.such.point"), timeout=20)
+    assert p.returncode == 1
+    assert "DISKENGINE_CRASH_AT" in p.stderr
+
+
+# ------------------------------------------------------------------ target faults
+
+def test_add_ns_fails_n_times_then_ok(node):
+    node.start_agent()
+    node.create("8MiB", wait=True)  # transport, lvstore in place
+    node.inject("nvmf_subsystem_add_ns", "error", count=3)
+    i = node.create("8MiB")
+    node.wait_all("READY", timeout=30)
+    assert_converged(node, [1, i])
+    r = node.lvol(i)
+    assert not r["reason"], r
+
+
+def test_lvol_create_reply_lost_adopts(node):
+    """bdev_lvol_create runs but its reply never comes: the agent times out,
+    re-reads, adopts the lvol ("File exists" or listing) - no duplicate."""
+    node.start_agent(extra=["--config", write_conf(node, "rpc_timeout = 1s\n")])
+    node.create("8MiB", wait=True)
+    node.inject("bdev_lvol_create", "drop_reply", count=1)
+    i = node.create("8MiB")
+    node.wait_all("READY", timeout=30)
+    assert_converged(node, [1, i])
+    assert "outcome unknown" in node.agent.output()
+
+
+def write_conf(node, text):
+    p = os.path.join(node.dir, "agent.conf")
+    with open(p, "w") as f:
+        f.write(text)
+    return p
+
+
+def test_target_down_nothing_failed(node):
+    down = 30 if (node.kind == "disktgt" or STRESS) else 5
+    node.start_agent()
+    ids = [node.create("8MiB", wait=True)]
+    node.stop_target()
+    ids += [node.create("8MiB"), node.create("32MiB", thin=True)]
+    node.ctl("lvol", "delete", ids[0])
+    t_end = time.time() + down
+    while time.time() < t_end:
+        rows = node.lvols()
+        assert not [r for r in rows if r["state"] == "FAILED"], rows
+        assert node.agent.alive()
+        time.sleep(0.5)
+    assert open_events(node, "target-unreachable")
+    node.start_target()
+    node.wait_all("READY", ids=ids[1:], timeout=30)
+    helpers.wait_for(lambda: ids[0] not in [r["id"] for r in node.lvols()], 30,
+                     what="delete finalized")
+    assert_converged(node, ids[1:])
+    helpers.wait_for(lambda: all(e["resolved_at"] for e in open_events(node, "target-unreachable")),
+                     10, what="target-unreachable resolved")
+
+
+def test_target_restart_reexports_each_once(node):
+    node.start_agent()
+    ids = [node.create("8MiB", thin=bool(i % 2)) for i in range(6)]
+    node.wait_all("READY")
+    node.stop_target()
+    node.start_target()
+    helpers.wait_for(lambda: len([n for n in node.subsystems() if ":lvol-" in n]) == len(ids) and
+                     all(s["namespaces"] for s in node.subsystems().values()),
+                     30, interval=0.2, what="re-export")
+    assert_converged(node, ids)
+    time.sleep(1.0)  # a few more ticks must not add events
+    ev = open_events(node, "reexport")
+    assert sorted(e["object"] for e in ev) == sorted("lvol/%d" % i for i in ids), ev
+    assert all(e["count"] == 1 for e in ev), ev
+
+
+def test_delete_waits_for_absent_lvstore(node):
+    node.start_agent()
+    i = node.create("8MiB", wait=True)
+    j = node.create("8MiB", wait=True)
+    node.stop_agent()
+    node.stop_target()
+    hidden = node.disk_file + ".away"
+    os.rename(node.disk_file, hidden)
+    node.start_target()
+    node.start_agent()
+    node.ctl("lvol", "delete", i)
+    helpers.wait_for(lambda: "deferred" in (node.lvol(i)["reason"] or ""), 20,
+                     what="delete deferred")
+    time.sleep(1.0)
+    assert node.lvol(i)["state"] == "DELETING"
+    assert node.disk()["lvstore_state"] == "absent"
+    os.rename(hidden, node.disk_file)
+    helpers.wait_for(lambda: i not in [r["id"] for r in node.lvols()], 30, what="finalized")
+    node.wait_all("READY", ids=[j])
+    assert_converged(node, [j])
+
+
+def test_delete_removes_export_then_lvol(node):
+    node.start_agent()
+    i = node.create("8MiB", wait=True)
+    j = node.create("8MiB", wait=True)
+    node.ctl("lvol", "delete", i, "--wait=20")
+    assert i not in [r["id"] for r in node.lvols()]
+    assert "nqn.2026-11.io.diskengine:lvol-%d" % i not in node.subsystems()
+    assert_converged(node, [j])
+
+
+# ------------------------------------------------------------------ verify
+
+def test_drift_event_once(node):
+    node.start_agent()
+    i = node.create("8MiB", wait=True)
+    node.rpc_ok("bdev_lvol_delete", {"name": node.lvol(i)["uuid"]})
+    helpers.wait_for(lambda: open_events(node, "drift-missing", "lvol/%d" % i), 10,
+                     what="drift event")
+    time.sleep(1.5)  # several ticks
+    ev = open_events(node, "drift-missing", "lvol/%d" % i)
+    assert len(ev) == 1 and ev[0]["count"] == 1, ev
+    assert node.lvol(i)["state"] == "READY"  # never recreated behind the operator's back
+    assert not our_lvols(node)
+
+
+def test_orphan_event_once(node):
+    node.start_agent()
+    node.create("8MiB", wait=True)
+    lvs = node.rpc_ok("bdev_lvol_get_lvstores")[0]["uuid"]
+    node.rpc_ok("bdev_lvol_create", {"lvol_name": "777", "size_in_mib": 4, "uuid": lvs,
+                                     "thin_provision": True})
+    node.rpc_ok("bdev_lvol_create", {"lvol_name": "not-ours", "size_in_mib": 4, "uuid": lvs,
+                                     "thin_provision": True})
+    helpers.wait_for(lambda: open_events(node, "orphan", "lvol/777"), 10, what="orphan event")
+    time.sleep(1.5)
+    ev = open_events(node, "orphan")
+    assert [(e["object"], e["count"]) for e in ev] == [("lvol/777", 1)], ev
+    assert "777" in [lv["name"] for lv in node.target_lvols()]  # never deleted by default
+
+
+def test_thick_too_big_fails_with_reason(node):
+    node.start_agent()
+    node.create("8MiB", wait=True)
+    p = node.ctl("lvol", "create", "--disk", "d1", "--size", "64GiB", check=False)
+    if p.returncode == 0:  # diskctl may refuse itself; if not, the agent must
+        i = int(p.stdout.split()[-1])
+        helpers.wait_for(lambda: node.lvol(i)["state"] == "FAILED", 10, what="FAILED")
+        assert "space" in node.lvol(i)["reason"] or "larger" in node.lvol(i)["reason"]
+
+
+# ------------------------------------------------------------------ latency
+
+def test_create_wait_latency_uses_wakeup(node):
+    node.stop_agent()
+    node.tick = "1s"
+    node.start_agent()
+    node.create("8MiB", wait=True)
+    times = []
+    for _ in range(15 if not STRESS else 60):
+        t = time.time()
+        node.create("8MiB", thin=True, wait=True)
+        times.append((time.time() - t) * 1000)
+    p50 = statistics.median(times)
+    print("create --wait p50 %.1f ms max %.1f ms" % (p50, max(times)))
+    assert p50 < 50, times
