@@ -47,9 +47,14 @@ int tgt_create(struct ev_loop *loop, struct rpc_server *server, const struct tgt
 		goto fail;
 	t->bdev_up = true;
 	rc = lvol_module_init();
-	if (rc)
+	if (rc == -ENOTSUP) {
+		/* A build whose lvol layer is a stub: serve everything else. */
+		LOG_WARN(TGT_LOG, "lvol module not available, lvol methods will fail");
+	} else if (rc) {
 		goto fail;
-	t->lvol_up = true;
+	} else {
+		t->lvol_up = true;
+	}
 	rc = nvmf_tgt_create(loop, &t->nvmf);
 	if (rc)
 		goto fail;
