@@ -69,11 +69,10 @@ int sq_fail(struct db *db, int rc, const char *what)
 	if (err == 0)
 		err = -EIO;
 	if (err == -EAGAIN)
-		return db_fail(db, err,
-			       "%s: database is locked by another writer (waited %d ms): %s", what,
-			       s->busy_ms, s->path);
+		return db_fail(db, err, "database %s is locked by another writer (waited %d ms)",
+			       s->path, s->busy_ms);
 	if (err == -EROFS)
-		return db_fail(db, err, "%s: database %s is read-only", what, s->path);
+		return db_fail(db, err, "database %s is read-only", s->path);
 	return db_fail(db, err, "%s: %s", what, sqlite3_errmsg(s->h));
 }
 
