@@ -19,7 +19,13 @@
  * must stay valid until the completion runs.
  *
  * Offsets and lengths are in BYTES and must be multiples of the block size
- * (otherwise -EINVAL, synchronously).
+ * (otherwise -EINVAL, synchronously). Read, write, write zeroes and unmap
+ * need len > 0 and offset + len <= size (else -EINVAL). A flush reaches
+ * ops->submit with offset 0 and len 0. Claims never block I/O.
+ *
+ * I/O stats count successful I/O only (SPDK does the same): reads, writes,
+ * unmaps; write zeroes and flush are not counted. Latency is in ticks of
+ * bdev_tick_rate() per second, measured from submit to completion.
  */
 #ifndef DE_BDEV_H
 #define DE_BDEV_H
@@ -97,11 +103,23 @@ int bdev_examine_register(bdev_examine_fn start, void *arg);
 void bdev_examine_done(struct bdev *bdev);
 /* cb runs (later, from the loop) once no examine is pending. */
 int bdev_wait_for_examine(bdev_done_cb cb, void *cb_arg);
+/* Examine hooks are started from the loop (a deferred call after
+ * bdev_register() returns), one bdev at a time in registration order.
+ * A bdev whose examine has started and not finished cannot be unregistered
+ * (-EBUSY); one whose examine has not started yet can (it is skipped). */
+unsigned bdev_examine_pending(void);
+
+/* Tick clock of the I/O stats: ticks per second and the current tick
+ * (bdev_get_iostat's tick_rate and ticks). Nanoseconds of CLOCK_MONOTONIC. */
+#define BDEV_TICK_RATE 1000000000ull
+uint64_t bdev_tick_rate(void);
+uint64_t bdev_ticks(void);
 
 /* -------------------------------------------------------- registry */
 
 int bdev_register(const struct bdev_params *params, struct bdev **out);
-/* -EBUSY if claimed. Destroys the bdev. */
+/* -EBUSY if claimed, if I/O is outstanding or if its examine is running.
+ * Destroys the bdev. */
 int bdev_unregister(struct bdev *bdev);
 /* By name, alias or UUID string; NULL if none. */
 struct bdev *bdev_find(const char *name);
@@ -124,6 +142,9 @@ bool bdev_is_thin(const struct bdev *bdev);
 void *bdev_ctx(const struct bdev *bdev);
 const struct bdev_ops *bdev_get_ops(const struct bdev *bdev);
 const struct bdev_io_stat *bdev_stat(const struct bdev *bdev);
+void bdev_stat_reset(struct bdev *bdev);
+/* I/O taken by the bdev whose completion has not run yet. */
+unsigned bdev_io_outstanding(const struct bdev *bdev);
 /* Size change (lvol resize, aio rescan). */
 void bdev_num_blocks_set(struct bdev *bdev, uint64_t num_blocks);
 
@@ -144,8 +165,14 @@ int bdev_flush(struct bdev *bdev, bdev_io_cb cb, void *cb_arg);
 
 /* ---------------------------------------------------------- kinds */
 
+/* block_size: a multiple of 512 up to 64 KiB; num_blocks > 0. NULL name:
+ * "MallocN" with the first free N (SPDK's default). -EEXIST on a name or
+ * UUID clash, -EINVAL on bad sizes or a malformed uuid. */
 int bdev_malloc_create(const char *name, const char *uuid, uint64_t num_blocks,
 		       uint32_t block_size, struct bdev **out);
+/* -ENODEV if there is no malloc bdev of that name (by name or alias),
+ * -EBUSY if it is claimed. */
+int bdev_malloc_delete(const char *name);
 /* block_size 0: the device's logical block size (512 for a regular file).
  * -ENOENT if the file is missing, -EEXIST on a name clash. */
 int bdev_aio_create(const char *name, const char *filename, uint32_t block_size,
@@ -153,20 +180,57 @@ int bdev_aio_create(const char *name, const char *filename, uint32_t block_size,
 /* Re-reads the size of the file/device; the bdev grows. */
 int bdev_aio_rescan(struct bdev *bdev);
 const char *bdev_aio_filename(const struct bdev *bdev); /* NULL if not aio */
+bool bdev_aio_readonly(const struct bdev *bdev);
+/* Block size given at create (0 if none: detected). */
+uint32_t bdev_aio_block_size_override(const struct bdev *bdev);
+/* -ENODEV if there is no aio bdev of that name, -EBUSY if claimed. */
+int bdev_aio_delete(const char *name);
 
-/* Test device (RAM, volatile write cache semantics: a write is durable only
- * after a later FLUSH completes). */
+/*
+ * Test device (RAM, volatile write cache semantics: a write is durable only
+ * after a later FLUSH). Storage is sparse (memory grows with data written),
+ * so creating even a large device is cheap.
+ *
+ * "Writes" are WRITE, WRITE_ZEROES and UNMAP; each is one pending record
+ * from the moment it is taken (its data is visible to reads at once) until
+ * the next FLUSH, which makes every record taken before it durable.
+ *
+ * Power loss (bdev_fault_power_loss): the device becomes "durable image +
+ * the surviving pending records re-applied in the order they were taken".
+ * Each record survives independently with probability keep_fraction (a
+ * seeded PRNG: same seed, same records, same result). So when a block was
+ * written twice since the last flush, the older write may survive while the
+ * newer one is lost (the block then holds the OLDER data), both may survive
+ * (newer data) or neither (durable data). With torn_writes each BLOCK of a
+ * record survives on its own instead (a multi-block write may be torn; a
+ * single block never is).
+ *
+ * Failures: fail_io_nth fails one I/O (any type, flush included) with -EIO
+ * without touching data. crash_after_writes = N: the first N writes from
+ * the configure call are taken normally; from then on the device is
+ * "crashed": every I/O fails with -EIO and nothing becomes durable, until
+ * bdev_fault_power_loss() is called.
+ */
 struct bdev_fault_opts {
 	uint64_t fail_io_nth;   /* 1-based: the Nth I/O from now fails with -EIO; 0 = never */
 	uint64_t crash_after_writes; /* power loss after this many writes; 0 = never */
+	bool torn_writes;       /* power loss keeps/drops single blocks, not whole writes */
 };
 int bdev_fault_create(const char *name, uint64_t num_blocks, uint32_t block_size, struct bdev **out);
 int bdev_fault_configure(struct bdev *bdev, const struct bdev_fault_opts *opts);
 /* Simulated power loss: drop every unflushed write (keep_fraction 0.0) or
  * keep a random subset of them (seeded); afterwards the device holds what
- * survived and accepts I/O again. */
+ * survived and accepts I/O again (fail_io_nth and crash_after_writes are
+ * disarmed). keep_fraction is clamped to [0, 1]. */
 int bdev_fault_power_loss(struct bdev *bdev, double keep_fraction, uint64_t seed);
-/* Number of writes completed so far (to pick crash points). */
+/* Number of writes completed so far (to pick crash points). Counts writes
+ * taken since the device was created (failed ones are not counted). */
 uint64_t bdev_fault_write_count(const struct bdev *bdev);
+/* True once crash_after_writes has triggered (until power loss). */
+bool bdev_fault_crashed(const struct bdev *bdev);
+/* Unflushed writes (pending records). */
+uint64_t bdev_fault_pending_count(const struct bdev *bdev);
+/* -ENODEV if there is no fault bdev of that name, -EBUSY if claimed. */
+int bdev_fault_delete(const char *name);
 
 #endif /* DE_BDEV_H */
