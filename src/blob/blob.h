@@ -132,6 +132,8 @@ uint64_t blob_id(const struct blob *blob);
 uint64_t blob_num_clusters(const struct blob *blob);
 uint64_t blob_num_allocated_clusters(const struct blob *blob);
 bool blob_is_thin(const struct blob *blob);
+/* Creation order key (persisted; a snapshot gets a new one). */
+uint64_t blob_create_seq(const struct blob *blob);
 bool blob_is_read_only(const struct blob *blob);
 bool blob_is_snapshot(const struct blob *blob);
 struct blob *blob_parent(const struct blob *blob);

@@ -193,6 +193,7 @@ struct blob_store {
 	uint64_t next_create_seq;
 	bool was_dirty;
 	bool failed;               /* a metadata write failed: refuse changes */
+	bool freeing, free_queued; /* blob_store_free(): release once idle */
 
 	struct blob *first, *last;
 	struct blob **hash;

@@ -222,6 +222,17 @@ static void alloc_md_locked(void *arg)
 	bs_txn_commit(b->bs, &m, 1, NULL, 0, alloc_committed, a);
 }
 
+static void alloc_data_flushed(void *arg, int status)
+{
+	struct bs_alloc *a = arg;
+	if (status) {
+		alloc_finish(a, status);
+		return;
+	}
+	if (bs_lock_acquire(&a->blob->md_lock, alloc_md_locked, a) != 0)
+		alloc_finish(a, -ENOMEM);
+}
+
 static void alloc_data_done(void *arg, int status)
 {
 	struct bs_alloc *a = arg;
@@ -233,8 +244,8 @@ static void alloc_data_done(void *arg, int status)
 		alloc_finish(a, a->status);
 		return;
 	}
-	if (bs_lock_acquire(&a->blob->md_lock, alloc_md_locked, a) != 0)
-		alloc_finish(a, -ENOMEM);
+	/* the filled cluster must be durable before a mapping points to it */
+	bs_flush(a->blob->bs, alloc_data_flushed, a);
 }
 
 /* A sub-I/O the bdev refused: it will never complete. */

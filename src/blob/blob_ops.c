@@ -39,6 +39,7 @@ struct op {
 	uint64_t *copy_lc;
 	uint64_t ncopy, icopy;
 	uint8_t *buf;
+	bool copied_flushed;
 	int status;
 	/* xattr */
 	char *xname;
@@ -841,6 +842,16 @@ static void copy_committed(void *arg, int status)
 
 static void copy_next(struct op *o);
 
+static void copy_flushed(void *arg, int status)
+{
+	struct op *o = arg;
+	if (status) {
+		op_finish(o, status);
+		return;
+	}
+	copy_next(o);
+}
+
 static void copy_io_done(void *arg, int status)
 {
 	struct op *o = arg;
@@ -870,6 +881,12 @@ static void copy_next(struct op *o)
 {
 	struct blob_store *bs = o->bs;
 	struct blob *b = o->b;
+	if (o->icopy == o->ncopy && !o->copied_flushed) {
+		/* copies durable before the new map points to them */
+		o->copied_flushed = true;
+		bs_flush(bs, copy_flushed, o);
+		return;
+	}
 	if (o->icopy == o->ncopy) {
 		for (uint64_t i = 0; i < o->ncopy; i++)
 			o->st.clusters[o->copy_lc[i]] = o->alloc[i];
@@ -1101,6 +1118,7 @@ uint64_t blob_id(const struct blob *blob) { return blob->id; }
 uint64_t blob_num_clusters(const struct blob *blob) { return blob->num_clusters; }
 uint64_t blob_num_allocated_clusters(const struct blob *blob) { return blob->num_alloc; }
 bool blob_is_thin(const struct blob *blob) { return blob->flags & BS_F_THIN; }
+uint64_t blob_create_seq(const struct blob *blob) { return blob->create_seq; }
 bool blob_is_read_only(const struct blob *blob) { return blob->flags & BS_F_RDONLY; }
 bool blob_is_snapshot(const struct blob *blob)
 {

@@ -273,10 +273,18 @@ static int add_waiter(struct bs_waiter **list, void (*fn)(void *), void *arg)
 	return 0;
 }
 
+static void free_now(struct ev_loop *loop, void *arg);
+
 static void check_idle(struct blob_store *bs)
 {
-	if (bs->ops_inflight == 0 && bs->zero_outstanding == 0 && !bs->flush_busy && bs->idle_waiters)
+	bool idle = bs->ops_inflight == 0 && bs->zero_outstanding == 0 && !bs->flush_busy;
+	if (idle && bs->idle_waiters)
 		run_waiters(&bs->idle_waiters);
+	if (idle && bs->freeing && !bs->free_queued) {
+		bs->free_queued = true;
+		if (ev_defer(bdev_module_loop(), free_now, bs) != 0)
+			LOG_ERROR(MOD, "cannot queue the release of a store (leaked)");
+	}
 }
 
 void bs_op_end(struct blob_store *bs)
@@ -717,10 +725,26 @@ static int bs_setup(struct blob_store *bs)
 	return 0;
 }
 
+static void store_release(struct blob_store *bs);
+
+static void free_now(struct ev_loop *loop, void *arg)
+{
+	(void)loop;
+	store_release(arg);
+}
+
+/* Outstanding I/O still points at the store: it is released once idle. */
 void blob_store_free(struct blob_store *bs)
 {
 	if (!bs)
 		return;
+	bs->failed = true; /* nothing new starts */
+	bs->freeing = true;
+	check_idle(bs);
+}
+
+static void store_release(struct blob_store *bs)
+{
 	struct blob *b = bs->first;
 	while (b) {
 		struct blob *n = b->next;
@@ -1409,17 +1433,24 @@ struct unload_ctx {
 	bool destroy;
 };
 
-static void unload_finish(void *arg, int status)
+static void unload_finish_now(void *arg, int status)
 {
 	struct unload_ctx *u = arg;
 	if (status)
 		LOG_ERROR(MOD, "unload failed bdev=%s status=%d", bdev_name(u->bs->bdev), status);
 	bs_dma_free(u->masks);
-	blob_store_free(u->bs);
+	store_release(u->bs);
 	blob_done_cb cb = u->cb;
 	void *cb_arg = u->arg;
 	mem_free(u);
 	cb(cb_arg, status);
+}
+
+/* The store is freed from the loop: callers up the stack (flush_done)
+ * still touch it after calling us. */
+static void unload_finish(void *arg, int status)
+{
+	bs_defer_done(unload_finish_now, arg, status);
 }
 
 static void encode_mask(uint8_t *region, uint8_t type, const struct bs_bitmap *bm)

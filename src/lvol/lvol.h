@@ -123,6 +123,10 @@ int lvol_store_create(const struct lvol_store_opts *opts, lvol_store_cb cb, void
 /* Deletes every lvol of the store, erases the store's super block,
  * releases the base bdev and frees the store. */
 int lvol_store_destroy(struct lvol_store *lvs, lvol_done_cb cb, void *cb_arg);
+/* Hot remove of the base bdev (SPDK: store unloaded, not destroyed): clean
+ * unload, lvol bdevs unregistered (remove hook called), base released; a
+ * later examine of the bdev brings everything back. */
+int lvol_store_unload(struct lvol_store *lvs, lvol_done_cb cb, void *cb_arg);
 /* Async -EEXIST if another store has the name; lvol aliases follow. Same
  * name as now: success, nothing written. */
 int lvol_store_rename(struct lvol_store *lvs, const char *new_name, lvol_done_cb cb, void *cb_arg);

@@ -1,0 +1,349 @@
+/*
+ * test_blob.c: unit tests of the blobstore on RAM and fault bdevs: SPDK's
+ * cluster counts, thick/thin allocation, data path, snapshots and clones,
+ * the delete rules, clean and dirty reload, xattrs, grow, parser checks.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "harness.h"
+
+#define MiB (1024ull * 1024)
+#define GiB (1024ull * MiB)
+
+static int setup(void **state)
+{
+	(void)state;
+	h_setup();
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	h_teardown();
+	return 0;
+}
+
+static void fill(uint8_t *buf, size_t len, unsigned seed)
+{
+	for (size_t i = 0; i < len; i++)
+		buf[i] = (uint8_t)(seed * 131 + i * 7 + (i >> 9));
+}
+
+/* SPDK: 2 GiB/4 KiB blocks -> 511, 1 GiB/512 B -> 255, 1 GiB at 1 MiB -> 1019,
+ * max_growable_size 137271181312 at 4 MiB clusters. */
+static void test_cluster_counts(void **state)
+{
+	(void)state;
+	struct { uint64_t bytes; uint32_t bsz; uint64_t cluster; uint64_t want; } cases[] = {
+		{ 2 * GiB, 4096, 4 * MiB, 511 },
+		{ 1 * GiB, 512, 4 * MiB, 255 },
+		{ 1 * GiB, 512, 1 * MiB, 1019 },
+	};
+	for (unsigned i = 0; i < COMMON_ARRAY_SIZE(cases); i++) {
+		struct bdev *bd;
+		char name[32];
+		snprintf(name, sizeof(name), "f%u", i);
+		assert_int_equal(bdev_fault_create(name, cases[i].bytes / cases[i].bsz, cases[i].bsz, &bd), 0);
+		struct blob_store *bs;
+		assert_int_equal(h_init(bd, cases[i].cluster, 0, &bs), 0);
+		assert_int_equal(blob_store_total_data_clusters(bs), cases[i].want);
+		assert_int_equal(blob_store_free_clusters(bs), cases[i].want);
+		if (cases[i].cluster == 4 * MiB)
+			assert_int_equal(blob_store_max_growable_size(bs), 137271181312ull);
+		assert_int_equal(h_unload(bs), 0);
+		assert_int_equal(bdev_fault_delete(name), 0);
+	}
+}
+
+static void test_thick_thin_data(void **state)
+{
+	(void)state;
+	struct bdev *bd;
+	assert_int_equal(bdev_fault_create("d", 64 * MiB / 512, 512, &bd), 0);
+	struct blob_store *bs;
+	assert_int_equal(h_init(bd, 1 * MiB, 0, &bs), 0);
+	uint64_t total = blob_store_total_data_clusters(bs);
+	struct blob *thick, *thin;
+	assert_int_equal(h_create(bs, 4, false, &thick), 0);
+	assert_int_equal(blob_num_allocated_clusters(thick), 4);
+	assert_int_equal(blob_store_free_clusters(bs), total - 4);
+	assert_int_equal(h_create(bs, 100, true, &thin), 0);
+	assert_int_equal(blob_num_allocated_clusters(thin), 0);
+	/* too big thick: ENOSPC, nothing taken */
+	assert_int_equal(h_create(bs, total, false, NULL), -ENOSPC);
+	assert_int_equal(blob_store_free_clusters(bs), total - 4);
+
+	uint8_t *w = malloc(2 * MiB), *r = malloc(2 * MiB);
+	fill(w, 2 * MiB, 1);
+	/* thin: unwritten reads zero; a write in the middle of a cluster keeps zeros around it */
+	assert_int_equal(h_read(thin, r, 0, 4096), 0);
+	for (int i = 0; i < 4096; i++)
+		assert_int_equal(r[i], 0);
+	assert_int_equal(h_write(thin, w, MiB + 4096, 8192), 0);
+	assert_int_equal(blob_num_allocated_clusters(thin), 1);
+	assert_int_equal(h_read(thin, r, MiB, 3 * 4096), 0);
+	for (int i = 0; i < 4096; i++)
+		assert_int_equal(r[i], 0);
+	assert_memory_equal(r + 4096, w, 8192);
+	/* write spanning two clusters */
+	assert_int_equal(h_write(thin, w, 3 * MiB - 4096, 8192), 0);
+	assert_int_equal(blob_num_allocated_clusters(thin), 3);
+	assert_int_equal(h_read(thin, r, 3 * MiB - 4096, 8192), 0);
+	assert_memory_equal(r, w, 8192);
+	/* thick data */
+	assert_int_equal(h_write(thick, w, 0, 2 * MiB), 0);
+	assert_int_equal(h_read(thick, r, 0, 2 * MiB), 0);
+	assert_memory_equal(r, w, 2 * MiB);
+	/* write zeroes */
+	assert_int_equal(h_wz(thick, 512, 1024), 0);
+	assert_int_equal(h_read(thick, r, 0, 4096), 0);
+	assert_memory_equal(r, w, 512);
+	for (int i = 512; i < 1536; i++)
+		assert_int_equal(r[i], 0);
+	/* bad alignment / range */
+	assert_int_equal(blob_write(thick, w, 100, 512, h_done_cb, NULL), -EINVAL);
+	assert_int_equal(blob_write(thick, w, 4 * MiB, 512, h_done_cb, NULL), -EINVAL);
+	assert_int_equal(blob_store_check(bs), 0);
+
+	/* resize: thick grow takes clusters, shrink gives them back */
+	assert_int_equal(h_resize(thick, 6), 0);
+	assert_int_equal(blob_num_allocated_clusters(thick), 6);
+	assert_int_equal(h_resize(thick, 1), 0);
+	assert_int_equal(blob_num_allocated_clusters(thick), 1);
+	assert_int_equal(h_resize(thick, 0), 0);
+	assert_int_equal(h_resize(thin, 1000), 0);
+	assert_int_equal(blob_num_allocated_clusters(thin), 3);
+	assert_int_equal(h_resize(thick, total), -ENOSPC);
+	assert_int_equal(blob_store_check(bs), 0);
+
+	/* reload (clean) keeps everything */
+	uint64_t thin_id = blob_id(thin), free_before = blob_store_free_clusters(bs);
+	assert_int_equal(h_unload(bs), 0);
+	assert_int_equal(h_load(bd, &bs), 0);
+	assert_false(blob_store_was_dirty(bs));
+	assert_int_equal(blob_store_free_clusters(bs), free_before);
+	thin = blob_lookup(bs, thin_id);
+	assert_non_null(thin);
+	assert_int_equal(blob_num_clusters(thin), 1000);
+	assert_int_equal(h_read(thin, r, MiB + 4096, 8192), 0);
+	assert_memory_equal(r, w, 8192);
+	assert_int_equal(blob_store_check(bs), 0);
+
+	/* dirty reload: drop the store without unloading */
+	blob_store_free(bs);
+	assert_int_equal(h_load(bd, &bs), 0);
+	assert_true(blob_store_was_dirty(bs));
+	assert_int_equal(blob_store_free_clusters(bs), free_before);
+	assert_int_equal(blob_store_check(bs), 0);
+	assert_int_equal(h_unload(bs), 0);
+	free(w);
+	free(r);
+}
+
+static void test_snapshot_clone_rules(void **state)
+{
+	(void)state;
+	struct bdev *bd;
+	assert_int_equal(bdev_fault_create("s", 64 * MiB / 4096, 4096, &bd), 0);
+	struct blob_store *bs;
+	assert_int_equal(h_init(bd, 1 * MiB, 0, &bs), 0);
+	uint64_t total = blob_store_total_data_clusters(bs);
+	struct blob *vol, *snap, *clone, *snap2;
+	assert_int_equal(h_create(bs, 4, false, &vol), 0);
+	uint8_t *w = malloc(MiB), *r = malloc(MiB);
+	fill(w, MiB, 3);
+	assert_int_equal(h_write(vol, w, 0, MiB), 0);
+
+	assert_int_equal(h_snapshot(vol, &snap), 0);
+	assert_true(blob_is_snapshot(snap));
+	assert_true(blob_is_read_only(snap));
+	assert_false(blob_is_thin(snap)); /* snapshot of a thick volume */
+	assert_true(blob_is_thin(vol));   /* origin became a thin clone */
+	assert_ptr_equal(blob_parent(vol), snap);
+	assert_int_equal(blob_num_allocated_clusters(snap), 4);
+	assert_int_equal(blob_num_allocated_clusters(vol), 0);
+	assert_int_equal(blob_store_free_clusters(bs), total - 4);
+	/* origin reads through the snapshot */
+	assert_int_equal(h_read(vol, r, 0, MiB), 0);
+	assert_memory_equal(r, w, MiB);
+	/* a write to the origin copies the cluster first */
+	uint8_t patch[4096];
+	fill(patch, sizeof(patch), 9);
+	assert_int_equal(h_write(vol, patch, 8192, 4096), 0);
+	assert_int_equal(blob_num_allocated_clusters(vol), 1);
+	assert_int_equal(h_read(vol, r, 0, MiB), 0);
+	assert_memory_equal(r, w, 8192);
+	assert_memory_equal(r + 8192, patch, 4096);
+	assert_memory_equal(r + 12288, w + 12288, MiB - 12288);
+	/* the snapshot is unchanged and read-only */
+	assert_int_equal(h_read(snap, r, 0, MiB), 0);
+	assert_memory_equal(r, w, MiB);
+	assert_int_equal(h_write(snap, w, 0, 4096), -EPERM);
+	assert_int_equal(h_resize(snap, 8), -EPERM);
+
+	/* clone of a non-snapshot: EINVAL */
+	assert_int_equal(h_clone(vol, NULL), -EINVAL);
+	assert_int_equal(h_clone(snap, &clone), 0);
+	assert_int_equal(blob_clone_count(snap), 2);
+	assert_ptr_equal(blob_clone_get(snap, 0), vol);
+	assert_ptr_equal(blob_clone_get(snap, 1), clone);
+	/* two clones: EPERM */
+	assert_int_equal(h_delete(snap), -EPERM);
+	assert_int_equal(h_delete(clone), 0);
+	assert_int_equal(blob_clone_count(snap), 1);
+	/* one clone: the clone absorbs the snapshot */
+	assert_int_equal(h_delete(snap), 0);
+	assert_null(blob_parent(vol));
+	assert_int_equal(blob_num_allocated_clusters(vol), 4);
+	assert_int_equal(blob_store_free_clusters(bs), total - 4);
+	assert_int_equal(h_read(vol, r, 0, MiB), 0);
+	assert_memory_equal(r, w, 8192);
+	assert_memory_equal(r + 8192, patch, 4096);
+	assert_int_equal(blob_store_check(bs), 0);
+
+	/* chain: snapshot, write, snapshot again, clone of the older one */
+	assert_int_equal(h_snapshot(vol, &snap), 0);
+	assert_int_equal(h_write(vol, patch, 0, 4096), 0);
+	assert_int_equal(h_snapshot(vol, &snap2), 0);
+	assert_ptr_equal(blob_parent(snap2), snap);
+	assert_ptr_equal(blob_parent(vol), snap2);
+	assert_int_equal(h_read(vol, r, 0, 4096), 0);
+	assert_memory_equal(r, patch, 4096);
+	/* inflate: every cluster allocated, no parent, thick */
+	assert_int_equal(h_inflate(vol), 0);
+	assert_null(blob_parent(vol));
+	assert_false(blob_is_thin(vol));
+	assert_int_equal(blob_num_allocated_clusters(vol), 4);
+	assert_int_equal(h_read(vol, r, 0, 4096), 0);
+	assert_memory_equal(r, patch, 4096);
+	assert_int_equal(h_read(vol, r, 0, MiB), 0);
+	assert_memory_equal(r + 12288, w + 12288, MiB - 12288); /* from the oldest snapshot */
+	/* decouple a clone of snap2: only clusters the chain has */
+	assert_int_equal(h_clone(snap2, &clone), 0);
+	assert_int_equal(h_decouple(clone), 0);
+	assert_null(blob_parent(clone));
+	assert_true(blob_is_thin(clone));
+	assert_int_equal(blob_num_allocated_clusters(clone), 4);
+	assert_int_equal(blob_store_check(bs), 0);
+
+	/* everything survives a dirty reload */
+	uint64_t free_before = blob_store_free_clusters(bs);
+	unsigned n = blob_store_blob_count(bs);
+	blob_store_free(bs);
+	assert_int_equal(h_load(bd, &bs), 0);
+	assert_int_equal(blob_store_free_clusters(bs), free_before);
+	assert_int_equal(blob_store_blob_count(bs), n);
+	assert_int_equal(blob_store_check(bs), 0);
+	assert_int_equal(h_unload(bs), 0);
+	free(w);
+	free(r);
+}
+
+static void test_xattrs_order_grow(void **state)
+{
+	(void)state;
+	struct bdev *bd;
+	assert_int_equal(bdev_fault_create("x", 32 * MiB / 512, 512, &bd), 0);
+	struct blob_store *bs;
+	assert_int_equal(h_init(bd, 1 * MiB, 0, &bs), 0);
+	struct blob *b[5];
+	for (int i = 0; i < 5; i++)
+		assert_int_equal(h_create(bs, 0, true, &b[i]), 0);
+	assert_int_equal(h_set_xattr(b[2], "name", "hello"), 0);
+	assert_int_equal(h_set_xattr(b[2], "name", "world"), 0);
+	assert_int_equal(h_delete(b[1]), 0);
+	uint64_t ids[4] = { blob_id(b[0]), blob_id(b[2]), blob_id(b[3]), blob_id(b[4]) };
+	blob_store_free(bs);
+	assert_int_equal(h_load(bd, &bs), 0);
+	unsigned i = 0;
+	for (struct blob *x = blob_first(bs); x; x = blob_next(x), i++)
+		assert_int_equal(blob_id(x), ids[i]);
+	assert_int_equal(i, 4);
+	uint32_t len;
+	const char *v = blob_xattr_get(blob_lookup(bs, ids[1]), "name", &len);
+	assert_non_null(v);
+	assert_int_equal(len, 5);
+	assert_memory_equal(v, "world", 5);
+	assert_string_equal(blob_store_name(bs), "test");
+	/* set name + grow: nothing to grow on the same device */
+	struct h_wait w = {0};
+	H_SYNC(blob_store_set_name(bs, "renamed", h_done_cb, &w), &w);
+	assert_int_equal(w.status, 0);
+	uint64_t total = blob_store_total_data_clusters(bs);
+	memset(&w, 0, sizeof(w));
+	H_SYNC(blob_store_grow(bs, h_done_cb, &w), &w);
+	assert_int_equal(w.status, 0);
+	assert_int_equal(blob_store_total_data_clusters(bs), total);
+	assert_int_equal(h_unload(bs), 0);
+	assert_int_equal(h_load(bd, &bs), 0);
+	assert_string_equal(blob_store_name(bs), "renamed");
+	assert_int_equal(h_unload(bs), 0);
+	/* not a store */
+	struct bdev *empty;
+	assert_int_equal(bdev_fault_create("e", 8 * MiB / 512, 512, &empty), 0);
+	assert_int_equal(h_load(empty, &bs), -EILSEQ);
+}
+
+static void test_many_blobs_multi_page(void **state)
+{
+	(void)state;
+	struct bdev *bd;
+	/* 4 KiB clusters: a 3000-cluster thin blob with scattered writes needs
+	 * several metadata pages */
+	assert_int_equal(bdev_fault_create("m", 64 * MiB / 512, 512, &bd), 0);
+	struct blob_store *bs;
+	assert_int_equal(h_init(bd, 4096, 10, &bs), 0);
+	struct blob *b;
+	assert_int_equal(h_create(bs, 3000, true, &b), 0);
+	uint8_t buf[512];
+	for (unsigned i = 0; i < 3000; i += 2) {
+		memset(buf, (int)(i & 0xff) | 1, sizeof(buf));
+		assert_int_equal(h_write(b, buf, (uint64_t)i * 4096, 512), 0);
+	}
+	assert_int_equal(blob_num_allocated_clusters(b), 1500);
+	blob_store_free(bs);
+	assert_int_equal(h_load(bd, &bs), 0);
+	b = blob_first(bs);
+	assert_non_null(b);
+	assert_int_equal(blob_num_allocated_clusters(b), 1500);
+	for (unsigned i = 0; i < 3000; i += 250) {
+		assert_int_equal(h_read(b, buf, (uint64_t)i * 4096, 512), 0);
+		assert_int_equal(buf[0], (uint8_t)((i & 0xff) | 1));
+	}
+	assert_int_equal(blob_store_check(bs), 0);
+	assert_int_equal(h_unload(bs), 0);
+}
+
+static void test_md_parser(void **state)
+{
+	(void)state;
+	uint8_t page[BLOB_PAGE_SIZE];
+	memset(page, 0, sizeof(page));
+	assert_int_equal(blob_md_page_check(page, sizeof(page)), -EILSEQ);
+	assert_int_equal(blob_md_page_check(page, 10), -EILSEQ);
+	uint8_t s1[] = { 1, 28, 0, 0, 0 };
+	assert_int_equal(blob_md_stream_check(s1, sizeof(s1)), -EILSEQ);
+	uint8_t s2[33] = { 1, 28, 0, 0, 0 };
+	assert_int_equal(blob_md_stream_check(s2, sizeof(s2)), 0);
+	s2[5] = 0x80; /* unknown flag */
+	assert_int_equal(blob_md_stream_check(s2, sizeof(s2)), -EILSEQ);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_cluster_counts, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_thick_thin_data, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_snapshot_clone_rules, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_xattrs_order_grow, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_many_blobs_multi_page, setup, teardown),
+		cmocka_unit_test(test_md_parser),
+	};
+	h_unused();
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
