@@ -59,26 +59,14 @@ static int create_common(struct ctl *ctl, struct ctl_args *a, struct db_lvol_spe
 int ctl_lvol_create(struct ctl *ctl, struct ctl_args *a)
 {
 	struct db_lvol_spec spec = { 0 };
-	const char *disk = ctl_opt_str(a, "disk"), *node = ctl_opt_str(a, "node");
 	int rc;
 
-	if (!disk)
-		return ctl_usage(ctl->cmd, "missing --disk");
 	if (!ctl_opt_str(a, "size"))
 		return ctl_usage(ctl->cmd, "missing --size");
 	if ((rc = ctl_parse_size(ctl->cmd, "size", ctl_opt_str(a, "size"), &spec.size)) != 0)
 		return rc;
-	if (node) {
-		struct db_disk d;
-
-		rc = db_disk_get(ctl->db, disk, &d);
-		if (rc < 0)
-			return ctl_db_err(ctl, rc, "lvol create");
-		if (strcmp(d.node, node))
-			return ctl_err(EXIT_ERR, "disk '%s' belongs to node '%s', not '%.64s'", disk,
-				       d.node, node);
-	}
-	spec.disk = disk;
+	spec.disk = ctl_opt_str(a, "disk");
+	spec.node = ctl_opt_str(a, "node");
 	spec.thin = ctl_opt_flag(a, "thin");
 	return create_common(ctl, a, &spec);
 }

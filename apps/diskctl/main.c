@@ -82,11 +82,13 @@ const struct ctl_cmd ctl_cmds[] = {
 	  "List disks with the lvstore state, capacity and free space the agent observed.",
 	  OPTS(o_disk_list), 0, 0, true, ctl_disk_list },
 	{ "lvol", "create",
-	  "lvol create --disk DISK --size SIZE [--thin] [--host NQN ...] [--node NODE] [--wait[=SECONDS]]",
+	  "lvol create [--disk DISK] --size SIZE [--thin] [--host NQN ...] [--node NODE] [--wait[=SECONDS]]",
 	  "Create a logical volume; prints its id (its name in the target). Sizes take B, K/KiB,\n"
 	  "M/MiB, G/GiB, T/TiB (powers of two). A thick volume larger than the disk's known free\n"
-	  "space is refused. --host allows an NVMe host NQN (repeatable); --node checks the disk\n"
-	  "belongs to that node; --wait follows it until READY (exit 3 on timeout).",
+	  "space is refused. Without --disk it is placed on the disk with the most free space of a\n"
+	  "live node (of NODE with --node); with --disk, --node checks the disk belongs to NODE.\n"
+	  "--host allows an NVMe host NQN (repeatable); --wait follows it until READY (exit 3 on\n"
+	  "timeout).",
 	  OPTS(o_lvol_create), 0, 0, false, ctl_lvol_create },
 	{ "lvol", "resize", "lvol resize ID --size SIZE [--allow-shrink] [--wait[=SECONDS]]",
 	  "Change an lvol's size. Growing zeroes the new region before the lvol is READY again;\n"

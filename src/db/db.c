@@ -605,11 +605,13 @@ int db_lvol_create(struct db *db, const struct db_lvol_spec *spec, int64_t *id_o
 	if (spec->clone_of < 0)
 		return db_fail(db, -EINVAL, "invalid snapshot id");
 	if (!spec->clone_of) {
-		if ((rc = check_name(db, "disk", spec->disk)) < 0)
+		if (spec->disk && (rc = check_name(db, "disk", spec->disk)) < 0)
 			return rc;
 		if ((rc = check_size(db, spec->size)) < 0)
 			return rc;
 	}
+	if (spec->node && (rc = check_name(db, "node", spec->node)) < 0)
+		return rc;
 	if (spec->host_count > DB_HOSTS_MAX)
 		return db_fail(db, -EINVAL, "too many hosts (at most %d)", DB_HOSTS_MAX);
 	for (i = 0; i < spec->host_count; i++) {

@@ -259,15 +259,20 @@ int db_disk_observe(struct db *db, int64_t disk_id, enum db_lvstore_state state,
 /* ------------------------------------------------------------------ lvols */
 
 struct db_lvol_spec {
-	const char *disk;          /* required unless clone_of != 0 */
+	const char *disk;          /* NULL: placement (below); ignored for clones */
 	uint64_t size;             /* required unless clone_of != 0 */
 	bool thin;
 	const char *const *hosts;  /* allowed host NQNs */
 	size_t host_count;
 	int64_t clone_of;          /* snapshot id: clone (disk/size from the snapshot) */
+	const char *node;          /* with disk: must be the disk's node; without: place there */
 };
 
-/* diskctl: new lvol in CREATING. Refuses (nothing written) unknown disk,
+/* diskctl: new lvol in CREATING. Without a disk it is placed, in the same
+ * transaction (so concurrent creates cannot over-commit), on the disk with
+ * the most known free space (free minus pending thick creates) among live
+ * nodes (heartbeat within DB_NODE_LIVE_MS) whose lvstore is loaded.
+ * Refuses (nothing written) unknown disk,
  * size 0 or > DB_LVOL_SIZE_MAX, bad NQNs, a thick size larger than the disk's
  * known free bytes minus pending thick creates (-ENOSPC), a clone of a
  * snapshot that is not READY (-EBUSY). */

@@ -906,6 +906,59 @@ static int join_hosts(struct db *db, const char *const *hosts, size_t n, char **
 	return 0;
 }
 
+/* Placement: the disk with the most available bytes among live nodes
+ * (optionally one node) with a loaded lvstore. Runs inside the create's
+ * write transaction. */
+static int place(struct db *db, const char *node, uint64_t size, bool thin, struct db_disk *out)
+{
+	struct db_disk *disks = NULL;
+	size_t n = 0, i, best = SIZE_MAX, candidates = 0;
+	uint64_t best_avail = 0;
+	int64_t now = clock_wall_ms();
+	char a[32];
+	int rc;
+
+	if (node && (rc = sq_node_get(db, node, 0, &(struct db_node){ 0 })) < 0)
+		return rc;
+	if ((rc = sq_disk_list(db, node, &disks, &n)) < 0)
+		return rc;
+	for (i = 0; i < n; i++) {
+		struct db_node nd;
+		uint64_t avail = 0, pending = 0;
+
+		if (disks[i].lvstore_state != DB_LVSTORE_LOADED || !disks[i].observed_at)
+			continue;
+		if ((rc = sq_node_get(db, NULL, disks[i].node_id, &nd)) < 0)
+			goto out;
+		if (!nd.last_seen || now - nd.last_seen > DB_NODE_LIVE_MS)
+			continue;
+		candidates++;
+		if ((rc = disk_available(db, &disks[i], &avail, &pending)) < 0)
+			goto out;
+		if (!thin && round_cluster(size, disks[i].cluster_size) > avail)
+			continue;
+		if (best == SIZE_MAX || avail > best_avail) {
+			best = i;
+			best_avail = avail;
+		}
+	}
+	if (best == SIZE_MAX) {
+		if (!candidates)
+			rc = db_fail(db, -ENOENT,
+				     "no disk to place the lvol on: no live node%s%s with a loaded lvstore",
+				     node ? " " : "", node ? node : "");
+		else
+			rc = db_fail(db, -ENOSPC, "no disk on a live node has %s free",
+				     size_format(size, a, sizeof(a)));
+		goto out;
+	}
+	*out = disks[best];
+	rc = 0;
+out:
+	db_disk_list_free(disks, n);
+	return rc;
+}
+
 static int sq_lvol_create(struct db *db, const struct db_lvol_spec *spec, int64_t *id_out)
 {
 	sqlite3_stmt *st = NULL;
@@ -945,9 +998,17 @@ static int sq_lvol_create(struct db *db, const struct db_lvol_spec *spec, int64_
 		if (rc < 0)
 			goto out;
 		thin = true; /* a clone shares the snapshot's clusters */
+	} else if (!spec->disk) {
+		if ((rc = place(db, spec->node, size, thin, &disk)) < 0)
+			goto out;
 	} else {
 		if ((rc = sq_disk_get(db, spec->disk, 0, &disk)) < 0)
 			goto out;
+		if (spec->node && strcmp(spec->node, disk.node)) {
+			rc = db_fail(db, -EINVAL, "disk '%s' belongs to node '%s', not '%s'", disk.name,
+				     disk.node, spec->node);
+			goto out;
+		}
 		if (!thin && (rc = check_space(db, &disk, size)) < 0)
 			goto out;
 	}

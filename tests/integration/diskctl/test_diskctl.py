@@ -131,6 +131,39 @@ def test_thick_create_refused_beyond_known_free(fleet):
     assert d1["lvols"]["CREATING"] == 2 and d1["lvols"]["READY"] == 1
 
 
+def test_placement_without_disk(fleet):
+    ctl = fleet
+    now = int(time.time() * 1000)
+    ctl.sql("UPDATE disks SET lvstore_state='loaded', capacity=?, free=?, observed_at=1 WHERE name='d1'", (GiB, 200 * MiB))
+    ctl.sql("UPDATE disks SET lvstore_state='loaded', capacity=?, free=?, observed_at=1 WHERE name='d2'", (GiB, 900 * MiB))
+    ctl.sql("UPDATE nodes SET last_seen=? WHERE name='n1'", (now,))
+    _, _, err = ctl.run("lvol", "create", "--size", "500M", rc=1)  # n2 is silent, d1 too small
+    assert "free" in err
+    _, out, _ = ctl.run("lvol", "create", "--size", "100M")
+    assert js(ctl, "lvol", "show", out.strip())["disk"] == "d1"
+    ctl.sql("UPDATE nodes SET last_seen=? WHERE name='n2'", (now,))
+    _, out, _ = ctl.run("lvol", "create", "--size", "500M")
+    assert js(ctl, "lvol", "show", out.strip())["disk"] == "d2"
+    _, out, _ = ctl.run("lvol", "create", "--size", "1M", "--node", "n1")
+    assert js(ctl, "lvol", "show", out.strip())["disk"] == "d1"
+
+
+def test_concurrent_writers_never_overcommit(fleet):
+    """Twelve diskctl processes race for a disk with room for five: exactly five win."""
+    ctl = fleet
+    ctl.sql("UPDATE disks SET lvstore_state='loaded', capacity=?, free=?, observed_at=1 WHERE name='d1'", (GiB, 100 * MiB))
+    procs = [ctl.popen("lvol", "create", "--disk", "d1", "--size", "20M") for _ in range(12)]
+    rcs = []
+    for p in procs:
+        out, err = p.communicate(timeout=60)
+        rcs.append(p.returncode)
+        if p.returncode:
+            assert b"free" in err and len(err.splitlines()) == 1, err
+    assert sorted(rcs) == [0] * 5 + [1] * 7
+    rows = ctl.sql("SELECT count(*), sum(size) FROM lvols WHERE state='CREATING'")
+    assert rows == [(5, 100 * MiB)]
+
+
 # ---------------------------------------------------- snapshots / clones
 
 def test_snapshot_and_clone(fleet):
@@ -292,7 +325,8 @@ BAD = [
     (["lvol", "create", "--disk", "d1", "--size", "1G", "--bogus"], {2}),
     (["lvol", "create", "--disk", "d1", "--size", "1G", "-x"], {2}),
     (["lvol", "create", "--disk", "d1"], {2}),
-    (["lvol", "create", "--size", "1G"], {2}),
+    (["lvol", "create", "--size", "1G"], {1}),  # placement: no live node
+    (["lvol", "create", "--size", "1G", "--node", "n9"], {1}),
     (["lvol", "create", "--disk", "d1", "--size", "1G", "--size", "2G"], {2}),
     (["lvol", "create", "--disk", "d1", "--size", "1G", "--thin=yes"], {2}),
     (["lvol", "create", "--disk", "d1", "--size", "1G", "--wait=abc"], {2}),

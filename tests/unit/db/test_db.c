@@ -652,6 +652,142 @@ static void test_state_names(void **state)
 	assert_false(db_nqn_valid(NULL));
 }
 
+/* Placement without a disk: most available space on a live node. */
+static void add_disk(struct db *db, const char *name, const char *node)
+{
+	struct db_disk d;
+
+	memset(&d, 0, sizeof(d));
+	snprintf(d.name, sizeof(d.name), "%s", name);
+	snprintf(d.node, sizeof(d.node), "%s", node);
+	snprintf(d.path, sizeof(d.path), "/tmp/%s.img", name);
+	snprintf(d.interface, sizeof(d.interface), "lo");
+	d.port = 4420;
+	assert_int_equal(db_disk_add(db, &d, NULL), 0);
+}
+
+static void observe(struct db *db, const char *disk, uint64_t free_bytes)
+{
+	struct db_disk d;
+
+	assert_int_equal(db_disk_get(db, disk, &d), 0);
+	assert_int_equal(db_disk_observe(db, d.id, DB_LVSTORE_LOADED, 10 * GiB, free_bytes), 0);
+}
+
+static void test_lvol_placement(void **state)
+{
+	struct fx *f = *state;
+	struct db_lvol_spec s = { .size = 100 * MiB };
+	struct db_node n;
+	struct db_lvol l;
+	int64_t id;
+
+	assert_int_equal(db_node_add(f->db, "a", "/tmp/a.sock", NULL, NULL), 0);
+	assert_int_equal(db_node_add(f->db, "b", "/tmp/b.sock", NULL, NULL), 0);
+	add_disk(f->db, "a1", "a");
+	add_disk(f->db, "a2", "a");
+	add_disk(f->db, "b1", "b");
+	/* Nobody live yet. */
+	assert_int_equal(db_lvol_create(f->db, &s, &id), -ENOENT);
+	assert_non_null(strstr(db_errmsg(f->db), "live"));
+	observe(f->db, "a1", 1 * GiB);
+	observe(f->db, "a2", 3 * GiB);
+	observe(f->db, "b1", 5 * GiB);
+	assert_int_equal(db_node_get(f->db, "a", &n), 0);
+	assert_int_equal(db_node_heartbeat(f->db, n.id), 0);
+	/* b is silent: its bigger disk is not chosen. */
+	assert_int_equal(db_lvol_create(f->db, &s, &id), 0);
+	assert_int_equal(db_lvol_get(f->db, id, &l), 0);
+	assert_string_equal(l.disk, "a2");
+	db_lvol_clear(&l);
+	assert_int_equal(db_node_get(f->db, "b", &n), 0);
+	assert_int_equal(db_node_heartbeat(f->db, n.id), 0);
+	assert_int_equal(db_lvol_create(f->db, &s, &id), 0);
+	assert_int_equal(db_lvol_get(f->db, id, &l), 0);
+	assert_string_equal(l.disk, "b1");
+	db_lvol_clear(&l);
+	/* Restricted to a node; pending thick creates count against free space. */
+	s.node = "a";
+	s.size = 3000 * MiB; /* a2 has 3 GiB - 100 MiB pending = 2972 MiB */
+	assert_int_equal(db_lvol_create(f->db, &s, &id), -ENOSPC);
+	s.size = 2800 * MiB;
+	assert_int_equal(db_lvol_create(f->db, &s, &id), 0);
+	assert_int_equal(db_lvol_get(f->db, id, &l), 0);
+	assert_string_equal(l.disk, "a2");
+	db_lvol_clear(&l);
+	s.size = 1 * GiB; /* a1 fits exactly */
+	assert_int_equal(db_lvol_create(f->db, &s, &id), 0);
+	assert_int_equal(db_lvol_get(f->db, id, &l), 0);
+	assert_string_equal(l.disk, "a1");
+	db_lvol_clear(&l);
+	s.thin = true;
+	s.size = 100 * GiB; /* thin: the most available, whatever the size */
+	assert_int_equal(db_lvol_create(f->db, &s, &id), 0);
+	s.node = "zz";
+	assert_int_equal(db_lvol_create(f->db, &s, &id), -ENOENT);
+	/* --disk with a node that is not the disk's. */
+	s.node = "b";
+	s.disk = "a1";
+	assert_int_equal(db_lvol_create(f->db, &s, &id), -EINVAL);
+	assert_non_null(strstr(db_errmsg(f->db), "belongs to node 'a'"));
+}
+
+/* Concurrent writers (own connections) never over-commit a thick disk. */
+struct racer {
+	const char *path;
+	int ok, nospc;
+};
+
+static void *race_creates(void *arg)
+{
+	struct racer *r = arg;
+	struct db_lvol_spec s = { .size = 10 * MiB };
+	struct db *db = NULL;
+	int i;
+
+	if (db_open(r->path, &db) != 0)
+		return NULL;
+	for (i = 0; i < 20; i++) {
+		int rc = db_lvol_create(db, &s, NULL);
+
+		if (rc == 0)
+			r->ok++;
+		else if (rc == -ENOSPC)
+			r->nospc++;
+	}
+	db_close(db);
+	return NULL;
+}
+
+static void test_placement_race(void **state)
+{
+	struct fx *f = *state;
+	struct racer r[4];
+	pthread_t t[4];
+	struct db_node n;
+	int i, ok = 0, nospc = 0;
+
+	assert_int_equal(db_node_add(f->db, "a", "/tmp/a.sock", NULL, NULL), 0);
+	add_disk(f->db, "a1", "a");
+	add_disk(f->db, "a2", "a");
+	observe(f->db, "a1", 100 * MiB);
+	observe(f->db, "a2", 100 * MiB);
+	assert_int_equal(db_node_get(f->db, "a", &n), 0);
+	assert_int_equal(db_node_heartbeat(f->db, n.id), 0);
+	for (i = 0; i < 4; i++) {
+		r[i] = (struct racer){ .path = f->path };
+		assert_int_equal(pthread_create(&t[i], NULL, race_creates, &r[i]), 0);
+	}
+	for (i = 0; i < 4; i++) {
+		pthread_join(t[i], NULL);
+		ok += r[i].ok;
+		nospc += r[i].nospc;
+	}
+	/* 10 MiB rounds up to 12 MiB of 4 MiB clusters: 8 fit per 100 MiB disk. */
+	assert_int_equal(ok, 16);
+	assert_int_equal(nospc, 80 - 16);
+}
+
 /* ---------------------------------------------------- snapshots, clones */
 
 static void test_snapshots_and_clones(void **state)
@@ -952,6 +1088,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_lvol_create_bad_input, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lvol_space_check, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lvol_lists, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_lvol_placement, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_placement_race, setup, teardown),
 		cmocka_unit_test(test_state_names),
 		cmocka_unit_test_setup_teardown(test_snapshots_and_clones, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_events_dedup, setup, teardown),
