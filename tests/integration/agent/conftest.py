@@ -39,7 +39,14 @@ def free_port():
     return port
 
 
+def tgt_binary():
+    """disktgt of the build under test (DISKENGINE_DISKTGT overrides, for development)."""
+    return os.environ.get("DISKENGINE_DISKTGT") or helpers.binary("disktgt")
+
+
 def have_binary(name):
+    if name == "disktgt" and os.environ.get("DISKENGINE_DISKTGT"):
+        return os.path.exists(os.environ["DISKENGINE_DISKTGT"])
     try:
         helpers.binary(name)
         return True
@@ -72,7 +79,7 @@ class Node:
         if self.kind == "fake":
             args = ["/usr/bin/python3", FAKE, "-r", self.sock, "--state", self.state]
         else:
-            args = [helpers.binary("disktgt"), "-r", self.sock, "--enable-fault-injection"]
+            args = [tgt_binary(), "-r", self.sock, "--enable-fault-injection"]
         self.tgt = helpers.Proc(args, log)
         self.tgt_runs.append(self.tgt)
         helpers.wait_socket(self.sock, self.tgt)
@@ -198,18 +205,40 @@ def require(kind):
 
 
 def disktgt_missing_methods(d):
-    """Starts a throw-away disktgt and lists the agent's methods it lacks."""
+    """Starts a throw-away disktgt and lists the agent's methods it lacks
+    (not registered, or registered but answering "not supported")."""
     sock = os.path.join(d, "probe.sock")
-    p = helpers.Proc([helpers.binary("disktgt"), "-r", sock, "--enable-fault-injection"],
+    img = os.path.join(d, "probe.img")
+    with open(img, "wb") as f:
+        f.truncate(64 << 20)
+    p = helpers.Proc([tgt_binary(), "-r", sock, "--enable-fault-injection"],
                      os.path.join(d, "probe.log"))
+    missing = []
     try:
         helpers.wait_socket(sock, p)
         c = helpers.RpcClient(sock)
         have = set(c.call("rpc_get_methods")["result"])
+        missing = [m for m in AGENT_METHODS if m not in have]
+        steps = [
+            ("bdev_aio_create", {"filename": img, "name": "probe0"}),
+            ("bdev_lvol_create_lvstore", {"bdev_name": "probe0", "lvs_name": "probe"}),
+            ("bdev_lvol_create", {"lvol_name": "1", "size_in_mib": 4, "lvs_name": "probe"}),
+            ("nvmf_create_transport", {"trtype": "TCP"}),
+            ("nvmf_create_subsystem", {"nqn": "nqn.2026-11.io.probe:1"}),
+            ("nvmf_subsystem_add_ns", {"nqn": "nqn.2026-11.io.probe:1",
+                                       "namespace": {"bdev_name": "probe/1"}}),
+        ]
+        for method, params in steps:
+            if method in missing:
+                continue
+            r = c.call(method, params)
+            err = r.get("error")
+            if err and (err.get("code") == -95 or "not supported" in err.get("message", "")):
+                missing.append(method + " (answers: %s)" % err.get("message"))
         c.close()
     finally:
         p.stop()
-    return [m for m in AGENT_METHODS if m not in have]
+    return missing
 
 
 @pytest.fixture(params=["fake", "disktgt"])
