@@ -60,6 +60,15 @@ int tgt_bdev_shared_init(struct tgt *t)
 	if (!t->rate_limits || !t->io_types_lvol || !t->io_types_lvol_ro || !t->io_types_malloc ||
 	    !t->io_types_aio || !t->io_types_other || !t->empty_object)
 		return -ENOMEM;
+	t->rate_limits_s = json_encode_dup(t->rate_limits);
+	t->io_types_lvol_s = json_encode_dup(t->io_types_lvol);
+	t->io_types_lvol_ro_s = json_encode_dup(t->io_types_lvol_ro);
+	t->io_types_malloc_s = json_encode_dup(t->io_types_malloc);
+	t->io_types_aio_s = json_encode_dup(t->io_types_aio);
+	t->io_types_other_s = json_encode_dup(t->io_types_other);
+	if (!t->rate_limits_s || !t->io_types_lvol_s || !t->io_types_lvol_ro_s || !t->io_types_malloc_s ||
+	    !t->io_types_aio_s || !t->io_types_other_s)
+		return -ENOMEM;
 	return 0;
 }
 
@@ -72,6 +81,157 @@ void tgt_bdev_shared_fini(struct tgt *t)
 	json_decref(t->io_types_aio);
 	json_decref(t->io_types_other);
 	json_decref(t->empty_object);
+	mem_free(t->rate_limits_s);
+	mem_free(t->io_types_lvol_s);
+	mem_free(t->io_types_lvol_ro_s);
+	mem_free(t->io_types_malloc_s);
+	mem_free(t->io_types_aio_s);
+	mem_free(t->io_types_other_s);
+}
+
+int tgt_put_str(struct json_buf *b, const char *s)
+{
+	return json_encode_string(b, s ? s : "", s ? strlen(s) : 0);
+}
+
+int tgt_put_u64(struct json_buf *b, uint64_t v)
+{
+	char tmp[24];
+	int n = snprintf(tmp, sizeof(tmp), "%llu", (unsigned long long)v);
+
+	return json_buf_append(b, tmp, (size_t)n);
+}
+
+void tgt_reply_buf(struct rpc_request *req, struct json_buf *b, int rc)
+{
+	if (rc)
+		rpc_request_errno(req, -ENOMEM);
+	else
+		rpc_request_reply_raw(req, b->data, b->len);
+	json_buf_free(b);
+}
+
+#define PUT(lit) json_buf_append(b, lit, sizeof(lit) - 1)
+
+static int write_lvol_driver(struct json_buf *b, const struct lvol *lv)
+{
+	struct lvol_info i;
+	unsigned k;
+	int rc = 0;
+
+	lvol_get_info(lv, &i);
+	rc |= PUT("{\"lvol\":{\"lvol_store_uuid\":");
+	rc |= tgt_put_str(b, i.lvs_uuid);
+	rc |= PUT(",\"base_bdev\":");
+	rc |= tgt_put_str(b, i.base_bdev);
+	rc |= i.thin ? PUT(",\"thin_provision\":true") : PUT(",\"thin_provision\":false");
+	rc |= PUT(",\"num_allocated_clusters\":");
+	rc |= tgt_put_u64(b, i.num_allocated_clusters);
+	rc |= i.is_snapshot ? PUT(",\"snapshot\":true") : PUT(",\"snapshot\":false");
+	rc |= i.is_clone ? PUT(",\"clone\":true") : PUT(",\"clone\":false");
+	if (i.is_snapshot && i.num_clones > 0) {
+		rc |= PUT(",\"clones\":[");
+		for (k = 0; k < i.num_clones; k++) {
+			struct lvol *c = lvol_clone_get(lv, k);
+
+			if (k)
+				rc |= PUT(",");
+			rc |= tgt_put_str(b, c ? lvol_name(c) : "");
+		}
+		rc |= PUT("]");
+	}
+	if (i.is_clone && i.base_snapshot) {
+		rc |= PUT(",\"base_snapshot\":");
+		rc |= tgt_put_str(b, i.base_snapshot);
+	}
+	rc |= i.is_esnap_clone ? PUT(",\"esnap_clone\":true}}") : PUT(",\"esnap_clone\":false}}");
+	return rc;
+}
+
+static int write_aio_driver(struct json_buf *b, const struct tgt_aio *a)
+{
+	int rc = 0;
+
+	rc |= PUT("{\"aio\":{\"filename\":");
+	rc |= tgt_put_str(b, a->filename);
+	rc |= a->block_size ? PUT(",\"block_size_override\":true") : PUT(",\"block_size_override\":false");
+	rc |= a->readonly ? PUT(",\"readonly\":true") : PUT(",\"readonly\":false");
+	rc |= a->fallocate ? PUT(",\"fallocate\":true") : PUT(",\"fallocate\":false");
+	rc |= a->nowait ? PUT(",\"nowait\":true}}") : PUT(",\"nowait\":false}}");
+	return rc;
+}
+
+int tgt_bdev_write(struct tgt *t, struct json_buf *b, struct bdev *bdev)
+{
+	const char *name = bdev_name(bdev), *uuid = bdev_uuid(bdev);
+	const char *product = bdev_product_name(bdev);
+	struct lvol *lv = lvol_from_bdev(bdev);
+	struct tgt_aio *aio = lv ? NULL : tgt_aio_find(t, name);
+	bool is_malloc = !lv && !aio && product && !strcmp(product, "Malloc disk");
+	bool first = true;
+	const char *io_types;
+	unsigned i, n;
+	int rc = 0;
+
+	rc |= PUT("{\"name\":");
+	rc |= tgt_put_str(b, name);
+	rc |= PUT(",\"aliases\":[");
+	if (strcmp(name, uuid) != 0) {
+		rc |= tgt_put_str(b, uuid);
+		first = false;
+	}
+	n = bdev_alias_count(bdev);
+	for (i = 0; i < n; i++) {
+		const char *al = bdev_alias_get(bdev, i);
+
+		if (!al || !strcmp(al, uuid))
+			continue;
+		if (!first)
+			rc |= PUT(",");
+		rc |= tgt_put_str(b, al);
+		first = false;
+	}
+	rc |= PUT("],\"product_name\":");
+	rc |= tgt_put_str(b, product);
+	rc |= PUT(",\"block_size\":");
+	rc |= tgt_put_u64(b, bdev_block_size(bdev));
+	rc |= PUT(",\"num_blocks\":");
+	rc |= tgt_put_u64(b, bdev_num_blocks(bdev));
+	rc |= PUT(",\"preferred_write_alignment\":0,\"preferred_write_granularity\":0,"
+		  "\"optimal_write_size\":0,\"preferred_unmap_alignment\":0,"
+		  "\"preferred_unmap_granularity\":0,\"uuid\":");
+	rc |= tgt_put_str(b, uuid);
+	if (is_malloc)
+		rc |= PUT(",\"numa_id\":-1");
+	rc |= PUT(",\"assigned_rate_limits\":");
+	rc |= json_buf_append_str(b, t->rate_limits_s);
+	if (bdev_claim_type(bdev) == BDEV_CLAIM_EXCL_WRITE)
+		rc |= PUT(",\"claimed\":true,\"claim_type\":\"exclusive_write\"");
+	else if (bdev_claim_type(bdev) != BDEV_CLAIM_NONE)
+		rc |= PUT(",\"claimed\":true");
+	else
+		rc |= PUT(",\"claimed\":false");
+	rc |= PUT(",\"zoned\":false,\"supported_io_types\":");
+	if (lv) {
+		struct lvol_info li;
+
+		lvol_get_info(lv, &li);
+		io_types = li.is_snapshot ? t->io_types_lvol_ro_s : t->io_types_lvol_s;
+	} else if (aio) {
+		io_types = t->io_types_aio_s;
+	} else {
+		io_types = is_malloc ? t->io_types_malloc_s : t->io_types_other_s;
+	}
+	rc |= json_buf_append_str(b, io_types);
+	rc |= PUT(",\"driver_specific\":");
+	if (lv)
+		rc |= write_lvol_driver(b, lv);
+	else if (aio)
+		rc |= write_aio_driver(b, aio);
+	else
+		rc |= PUT("{}");
+	rc |= PUT("}");
+	return rc ? -ENOMEM : 0;
 }
 
 struct tgt_aio *tgt_aio_find(struct tgt *t, const char *name)
@@ -81,123 +241,6 @@ struct tgt_aio *tgt_aio_find(struct tgt *t, const char *name)
 	for (a = t->aios; a; a = a->next)
 		if (!strcmp(a->name, name))
 			return a;
-	return NULL;
-}
-
-static json_t *lvol_driver_json(const struct lvol *lv)
-{
-	struct lvol_info info;
-	json_t *d, *o;
-	unsigned i;
-	int rc = 0;
-
-	lvol_get_info(lv, &info);
-	o = json_object();
-	d = json_object();
-	if (!o || !d)
-		goto fail;
-	rc |= tgt_set(o, "lvol_store_uuid", json_string(info.lvs_uuid));
-	rc |= tgt_set(o, "base_bdev", json_string(info.base_bdev));
-	rc |= tgt_set(o, "thin_provision", json_boolean(info.thin));
-	rc |= tgt_set(o, "num_allocated_clusters", json_integer((json_int_t)info.num_allocated_clusters));
-	rc |= tgt_set(o, "snapshot", json_boolean(info.is_snapshot));
-	rc |= tgt_set(o, "clone", json_boolean(info.is_clone));
-	if (info.is_snapshot && info.num_clones > 0) {
-		json_t *clones = json_array();
-
-		for (i = 0; clones && i < info.num_clones; i++) {
-			struct lvol *c = lvol_clone_get(lv, i);
-
-			if (c)
-				rc |= json_array_append_new(clones, json_string(lvol_name(c)));
-		}
-		rc |= tgt_set(o, "clones", clones);
-	}
-	if (info.is_clone && info.base_snapshot)
-		rc |= tgt_set(o, "base_snapshot", json_string(info.base_snapshot));
-	rc |= tgt_set(o, "esnap_clone", json_boolean(info.is_esnap_clone));
-	rc |= tgt_set(d, "lvol", o);
-	o = NULL;
-	if (rc)
-		goto fail;
-	return d;
-fail:
-	json_decref(o);
-	json_decref(d);
-	return NULL;
-}
-
-static json_t *aio_driver_json(const struct tgt_aio *a)
-{
-	return json_pack("{s:{s:s,s:b,s:b,s:b,s:b}}", "aio", "filename", a->filename,
-			 "block_size_override", a->block_size != 0, "readonly", a->readonly,
-			 "fallocate", a->fallocate, "nowait", a->nowait);
-}
-
-/* One bdev_get_bdevs object, fields and order as SPDK writes them. */
-json_t *tgt_bdev_to_json(struct tgt *t, struct bdev *bdev)
-{
-	const char *name = bdev_name(bdev), *uuid = bdev_uuid(bdev);
-	const char *product = bdev_product_name(bdev);
-	struct lvol *lv = lvol_from_bdev(bdev);
-	struct tgt_aio *aio = lv ? NULL : tgt_aio_find(t, name);
-	bool is_malloc = !lv && !aio && product && !strcmp(product, "Malloc disk");
-	json_t *o = json_object(), *aliases = json_array(), *io_types, *drv;
-	unsigned i, n;
-	int rc = 0;
-
-	if (!o || !aliases)
-		goto fail;
-	/* SPDK registers the UUID as an alias of every bdev whose name differs. */
-	if (strcmp(name, uuid) != 0)
-		rc |= json_array_append_new(aliases, json_string(uuid));
-	n = bdev_alias_count(bdev);
-	for (i = 0; i < n; i++) {
-		const char *al = bdev_alias_get(bdev, i);
-
-		if (al && strcmp(al, uuid) != 0)
-			rc |= json_array_append_new(aliases, json_string(al));
-	}
-	rc |= tgt_set(o, "name", json_string(name));
-	rc |= tgt_set(o, "aliases", aliases);
-	aliases = NULL;
-	rc |= tgt_set(o, "product_name", json_string(product ? product : ""));
-	rc |= tgt_set(o, "block_size", json_integer(bdev_block_size(bdev)));
-	rc |= tgt_set(o, "num_blocks", json_integer((json_int_t)bdev_num_blocks(bdev)));
-	rc |= tgt_set(o, "preferred_write_alignment", json_integer(0));
-	rc |= tgt_set(o, "preferred_write_granularity", json_integer(0));
-	rc |= tgt_set(o, "optimal_write_size", json_integer(0));
-	rc |= tgt_set(o, "preferred_unmap_alignment", json_integer(0));
-	rc |= tgt_set(o, "preferred_unmap_granularity", json_integer(0));
-	rc |= tgt_set(o, "uuid", json_string(uuid));
-	if (is_malloc)
-		rc |= tgt_set(o, "numa_id", json_integer(-1));
-	rc |= json_object_set(o, "assigned_rate_limits", t->rate_limits);
-	rc |= tgt_set(o, "claimed", json_boolean(bdev_claim_type(bdev) != BDEV_CLAIM_NONE));
-	if (bdev_claim_type(bdev) == BDEV_CLAIM_EXCL_WRITE)
-		rc |= tgt_set(o, "claim_type", json_string("exclusive_write"));
-	rc |= tgt_set(o, "zoned", json_false());
-	if (lv) {
-		struct lvol_info info;
-
-		lvol_get_info(lv, &info);
-		io_types = info.is_snapshot ? t->io_types_lvol_ro : t->io_types_lvol;
-		drv = lvol_driver_json(lv);
-	} else if (aio) {
-		io_types = t->io_types_aio;
-		drv = aio_driver_json(aio);
-	} else {
-		io_types = is_malloc ? t->io_types_malloc : t->io_types_other;
-		drv = json_object();
-	}
-	rc |= json_object_set(o, "supported_io_types", io_types);
-	rc |= tgt_set(o, "driver_specific", drv);
-	if (rc)
-		goto fail;
-	return o;
-fail:
-	json_decref(aliases);
-	json_decref(o);
 	return NULL;
 }
 
@@ -464,15 +507,12 @@ struct get_bdevs_wait {
 
 static void reply_one_bdev(struct tgt *t, struct rpc_request *req, struct bdev *bdev)
 {
-	json_t *arr = json_array();
-	json_t *o = tgt_bdev_to_json(t, bdev);
+	struct json_buf b = { 0 };
+	int rc = json_buf_append(&b, "[", 1);
 
-	if (!arr || !o || json_array_append_new(arr, o)) {
-		json_decref(arr);
-		rpc_request_errno(req, -ENOMEM);
-		return;
-	}
-	rpc_request_reply(req, arr);
+	rc |= tgt_bdev_write(t, &b, bdev);
+	rc |= json_buf_append(&b, "]", 1);
+	tgt_reply_buf(req, &b, rc);
 }
 
 static void get_bdevs_poll(struct ev_loop *loop, struct ev_timer *timer, void *arg)
@@ -496,7 +536,6 @@ static void m_bdev_get_bdevs(struct rpc_request *req, json_t *params, void *ctx)
 	struct tgt *t = ctx;
 	struct get_bdevs_params p = { 0 };
 	struct bdev *bdev;
-	json_t *arr;
 
 	if (rpc_params_decode(params, get_bdevs_spec, COMMON_ARRAY_SIZE(get_bdevs_spec), &p)) {
 		rpc_request_decode_failed(req);
@@ -525,17 +564,19 @@ static void m_bdev_get_bdevs(struct rpc_request *req, json_t *params, void *ctx)
 		}
 		goto out;
 	}
-	arr = json_array();
-	for (bdev = bdev_first(); arr && bdev; bdev = bdev_next(bdev)) {
-		if (json_array_append_new(arr, tgt_bdev_to_json(t, bdev))) {
-			json_decref(arr);
-			arr = NULL;
+	{
+		struct json_buf b = { 0 };
+		int rc = json_buf_reserve(&b, (size_t)bdev_count() * 1100 + 2);
+
+		rc |= json_buf_append(&b, "[", 1);
+		for (bdev = bdev_first(); !rc && bdev; bdev = bdev_next(bdev)) {
+			if (bdev != bdev_first())
+				rc |= json_buf_append(&b, ",", 1);
+			rc |= tgt_bdev_write(t, &b, bdev);
 		}
+		rc |= json_buf_append(&b, "]", 1);
+		tgt_reply_buf(req, &b, rc);
 	}
-	if (!arr)
-		rpc_request_errno(req, -ENOMEM);
-	else
-		rpc_request_reply(req, arr);
 out:
 	rpc_params_free(get_bdevs_spec, COMMON_ARRAY_SIZE(get_bdevs_spec), &p);
 }

@@ -10,6 +10,7 @@
 
 #include "bdev/bdev.h"
 #include "common/common.h"
+#include "json/json.h"
 #include "lvol/lvol.h"
 #include "nvmf/nvmf.h"
 #include "rpc/rpc.h"
@@ -53,6 +54,9 @@ struct tgt {
 	json_t *rate_limits;
 	json_t *io_types_lvol, *io_types_lvol_ro, *io_types_malloc, *io_types_aio, *io_types_other;
 	json_t *empty_object;
+	/* The same pieces pre-encoded (compact JSON text), for the fast writers. */
+	char *rate_limits_s;
+	char *io_types_lvol_s, *io_types_lvol_ro_s, *io_types_malloc_s, *io_types_aio_s, *io_types_other_s;
 };
 
 /* Registration of each file's methods. */
@@ -68,7 +72,14 @@ int tgt_method(struct tgt *t, const char *name, rpc_handler_fn fn, unsigned flag
 /* bdev JSON (tgt_bdev.c). */
 int tgt_bdev_shared_init(struct tgt *t);
 void tgt_bdev_shared_fini(struct tgt *t);
-json_t *tgt_bdev_to_json(struct tgt *t, struct bdev *bdev);
+/* Appends one bdev_get_bdevs object (fields and order as SPDK writes them) as compact JSON text (the fast path for big
+ * listings, replied with rpc_request_reply_raw). 0 or -ENOMEM. */
+int tgt_bdev_write(struct tgt *t, struct json_buf *b, struct bdev *bdev);
+/* json_buf helpers: a string value, an unsigned number. */
+int tgt_put_str(struct json_buf *b, const char *s);
+int tgt_put_u64(struct json_buf *b, uint64_t v);
+/* Replies with the buffer's text (or -ENOMEM if rc) and frees the buffer. */
+void tgt_reply_buf(struct rpc_request *req, struct json_buf *b, int rc);
 struct tgt_aio *tgt_aio_find(struct tgt *t, const char *name);
 
 /* Config (tgt_config.c): the {method, params} list of a subsystem. */
