@@ -222,6 +222,43 @@ static void test_migrate_from_v1(void **state)
 	sqlite3_close(h);
 }
 
+/* Several agent loops (threads) opening a brand-new store at once: one
+ * migrates, the others wait and find it current. */
+static void *open_fresh(void *arg)
+{
+	struct db *db = NULL;
+	intptr_t rc = db_open(arg, &db);
+
+	if (rc == 0) {
+		int v = 0;
+
+		rc = db_schema_version(db, &v);
+		if (rc == 0 && v != 2)
+			rc = -EPROTO;
+		db_close(db);
+	}
+	return (void *)rc;
+}
+
+static void test_concurrent_first_open(void **state)
+{
+	struct fx *f = *state;
+	char path[160];
+	pthread_t t[6];
+	void *ret;
+	int i, round;
+
+	for (round = 0; round < 5; round++) {
+		snprintf(path, sizeof(path), "%s/fresh%d.db", f->dir, round);
+		for (i = 0; i < 6; i++)
+			assert_int_equal(pthread_create(&t[i], NULL, open_fresh, path), 0);
+		for (i = 0; i < 6; i++) {
+			pthread_join(t[i], &ret);
+			assert_int_equal((intptr_t)ret, 0);
+		}
+	}
+}
+
 /* ----------------------------------------------------- nodes, disks */
 
 static void test_nodes(void **state)
@@ -1081,6 +1118,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_open_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_open_readonly, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_migrate_from_v1, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_concurrent_first_open, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_nodes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_disks, setup, teardown),
 		cmocka_unit_test(test_listen_parse),
