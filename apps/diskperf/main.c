@@ -28,6 +28,9 @@
 
 #define PERF_MAX_QUEUES 64
 #define PERF_MAX_DEPTH 4096
+#ifndef PERF_IDLE_SPINS
+#define PERF_IDLE_SPINS 64 /* empty poll rounds before sleeping in poll() */
+#endif
 #define HIST_SUB_BITS 5
 #define HIST_SUB (1u << HIST_SUB_BITS)
 #define HIST_BUCKETS (64u * HIST_SUB)
@@ -548,7 +551,7 @@ static uint32_t total_inflight(const struct perf *p)
 static int run(struct perf *p)
 {
 	uint64_t start, end, next_report, last_ios = 0, last_lat = 0, last_t;
-	uint32_t sec = 0;
+	uint32_t sec = 0, idle_spins = 0;
 	int rc;
 
 	for (uint32_t i = 0; i < p->nqueues; i++) {
@@ -567,7 +570,10 @@ static int run(struct perf *p)
 	for (;;) {
 		uint64_t t;
 
-		rc = poll_round(p, 1);
+		/* spin briefly when idle (the answer is usually microseconds away),
+		 * then sleep in poll() so a shared CPU goes to the target */
+		rc = poll_round(p, idle_spins >= PERF_IDLE_SPINS ? 1 : 0);
+		idle_spins = rc == 0 ? idle_spins + 1 : 0;
 		if (rc < 0) {
 			fprintf(stderr, "diskperf: connection lost: %s\n", common_strerror(rc));
 			return rc;

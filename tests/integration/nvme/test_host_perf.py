@@ -1,0 +1,54 @@
+"""diskperf against a real disktgt: CLI contract (DESIGN.md), progress lines,
+the Total line, workloads, several queues, and clear errors."""
+import re
+import subprocess
+
+import pytest
+
+from conftest import diskperf, parse_total, tool, trid, free_port
+
+
+@pytest.mark.parametrize("w,extra", [("randread", {}), ("randwrite", {}), ("read", {}),
+                                     ("write", {}), ("randrw", {"M": 70})])
+def test_workloads(nvmf_tgt, w, extra):
+    nqn = nvmf_tgt.subsystem(size_mib=16)
+    r = diskperf(nvmf_tgt.trid(nqn), q=8, o=4096, w=w, t=2, **extra)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.strip().splitlines()
+    progress = [l for l in lines if re.match(r"^\[\s*\d+s\]", l)]
+    assert len(progress) >= 1, r.stdout
+    tot = parse_total(r.stdout)
+    assert tot["iops"] > 0 and tot["mibs"] > 0
+    assert 0 < tot["p50"] <= tot["p99"] <= tot["p999"]
+    assert abs(tot["mibs"] - tot["iops"] * 4096 / 1048576) <= 0.02 * tot["mibs"] + 0.01
+
+
+def test_several_queues_large_io(nvmf_tgt):
+    nqn = nvmf_tgt.subsystem(size_mib=32)
+    r = diskperf(nvmf_tgt.trid(nqn), q=8, o=131072, w="write", t=1, c=2)
+    assert r.returncode == 0, r.stderr
+    tot = parse_total(r.stdout)
+    assert tot["iops"] > 0
+
+
+def test_usage_and_errors(nvmf_tgt):
+    r = subprocess.run([tool("diskperf"), "--help"], capture_output=True, text=True)
+    assert r.returncode == 0 and "usage: diskperf" in r.stdout
+    for bad in (["-q", "1"],
+                ["-r", "trtype:TCP traddr:127.0.0.1 subnqn:x", "-q", "0", "-o", "4096", "-w",
+                 "randread", "-t", "1"],
+                ["-r", "trtype:RDMA traddr:127.0.0.1 subnqn:x", "-q", "1", "-o", "4096", "-w",
+                 "randread", "-t", "1"],
+                ["-r", "trtype:TCP traddr:127.0.0.1 subnqn:x", "-q", "1", "-o", "4096", "-w",
+                 "sideways", "-t", "1"]):
+        r = subprocess.run([tool("diskperf")] + bad, capture_output=True, text=True)
+        assert r.returncode == 2, (bad, r.stderr)
+        assert r.stderr.startswith("diskperf: "), r.stderr
+    # nothing listening: exit 1, one clear line
+    r = diskperf(trid(free_port(), "nqn.x"), q=1, o=4096, w="randread", t=1)
+    assert r.returncode == 1
+    assert "cannot connect" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    # I/O size not a multiple of the block size
+    nqn = nvmf_tgt.subsystem(size_mib=4, block_size=4096)
+    r = diskperf(nvmf_tgt.trid(nqn), q=1, o=512, w="randread", t=1)
+    assert r.returncode == 1 and "block size" in r.stderr
