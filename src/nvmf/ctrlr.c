@@ -319,7 +319,8 @@ static void fabrics_connect(struct nvmf_req *req)
 		c->cntlid = cntlid;
 		c->max_io = s->subtype == NVMF_SUBTYPE_DISCOVERY ? 0 : max_io;
 		c->nq_granted = max_io ? max_io - 1 : 0;
-		snprintf(c->hostnqn, sizeof(c->hostnqn), "%s", hostnqn);
+		memcpy(c->hostnqn, hostnqn, sizeof(c->hostnqn) - 1); /* length checked above */
+		c->hostnqn[sizeof(c->hostnqn) - 1] = 0;
 		memcpy(c->hostid, d->hostid, 16);
 		c->admin = conn;
 		c->kato_ms = kato_effective(conn, cmd->kato);

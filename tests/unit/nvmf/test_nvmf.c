@@ -1,0 +1,1030 @@
+/*
+ * test_nvmf.c: unit tests of src/nvmf. The target runs on an event loop in
+ * the test's main thread; initiators (src/nvme's host library and the
+ * byte-exact mini_host) run on a host thread, so the blocking host code and
+ * the non-blocking target make progress together. Control-plane changes in
+ * the middle of a host script (namespace removal ...) are posted back to the
+ * loop thread with on_loop().
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "bdev/bdev.h"
+#include "common/common.h"
+#include "mini_host.h"
+#include "nvme/nvme.h"
+#include "nvmf/nvmf.h"
+
+#define SUBNQN "nqn.2016-06.io.spdk:cnode1"
+#define SUBNQN2 "nqn.2016-06.io.spdk:cnode2"
+#define HOSTNQN "nqn.2014-08.org.nvmexpress:uuid:11111111-2222-3333-4444-555555555555"
+#define HOSTNQN_BAD "nqn.2014-08.org.nvmexpress:uuid:99999999-2222-3333-4444-555555555555"
+
+static struct ev_loop *loop;
+static struct nvmf_tgt *tgt;
+static int port;
+static char port_str[16];
+
+/* ------------------------------------------------ host thread plumbing */
+
+static pthread_mutex_t mb_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t mb_cond = PTHREAD_COND_INITIALIZER;
+static void (*mb_fn)(void *);
+static void *mb_arg;
+static bool mb_done;
+static atomic_bool host_done;
+
+struct host_job {
+	void (*fn)(void *);
+	void *arg;
+};
+
+static void *host_main(void *p)
+{
+	struct host_job *j = p;
+
+	j->fn(j->arg);
+	atomic_store(&host_done, true);
+	return NULL;
+}
+
+/* From the host thread: run fn(arg) on the loop thread and wait for it. */
+static void on_loop(void (*fn)(void *), void *arg)
+{
+	pthread_mutex_lock(&mb_lock);
+	mb_fn = fn;
+	mb_arg = arg;
+	mb_done = false;
+	while (!mb_done)
+		pthread_cond_wait(&mb_cond, &mb_lock);
+	pthread_mutex_unlock(&mb_lock);
+}
+
+static void mailbox_poll(void)
+{
+	pthread_mutex_lock(&mb_lock);
+	if (mb_fn) {
+		void (*fn)(void *) = mb_fn;
+		mb_fn = NULL;
+		fn(mb_arg);
+		mb_done = true;
+		pthread_cond_broadcast(&mb_cond);
+	}
+	pthread_mutex_unlock(&mb_lock);
+}
+
+/* Runs fn on a host thread while the loop serves the target. */
+static void run_host(void (*fn)(void *), void *arg)
+{
+	struct host_job j = { fn, arg };
+	pthread_t th;
+
+	atomic_store(&host_done, false);
+	assert_int_equal(pthread_create(&th, NULL, host_main, &j), 0);
+	while (!atomic_load(&host_done)) {
+		ev_loop_run_once(loop, 1);
+		mailbox_poll();
+	}
+	pthread_join(th, NULL);
+	/* let the target notice closed sockets */
+	for (int i = 0; i < 20; i++)
+		ev_loop_run_once(loop, 1);
+}
+
+static void host_sleep_ms(int ms)
+{
+	usleep((useconds_t)ms * 1000);
+}
+
+/* ------------------------------------------------------------ fixture */
+
+static int free_port(void)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET };
+	socklen_t sl = sizeof(sa);
+	int fd = socket(AF_INET, SOCK_STREAM, 0), p;
+
+	inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+	bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+	getsockname(fd, (struct sockaddr *)&sa, &sl);
+	p = ntohs(sa.sin_port);
+	close(fd);
+	return p;
+}
+
+static struct nvmf_subsystem *make_subsys(const char *nqn, bool any_host, const char *bdev_name)
+{
+	struct nvmf_subsystem_opts so = { .serial_number = "SPDK00000000000001", .allow_any_host = any_host };
+	struct nvmf_listen_addr a;
+	struct nvmf_subsystem *s;
+
+	assert_int_equal(nvmf_subsystem_create(tgt, nqn, &so, &s), 0);
+	assert_int_equal(nvmf_listen_addr_parse("tcp", "ipv4", "127.0.0.1", port_str, &a), 0);
+	assert_int_equal(nvmf_subsystem_listener_add(s, &a), 0);
+	if (bdev_name)
+		assert_int_equal(nvmf_subsystem_ns_add(s, bdev_name, NULL, NULL), 0);
+	return s;
+}
+
+static int setup(void **state)
+{
+	struct nvmf_transport_opts o;
+
+	assert_int_equal(ev_loop_create(&loop), 0);
+	assert_int_equal(bdev_module_init(loop), 0);
+	assert_int_equal(nvmf_tgt_create(loop, &tgt), 0);
+	nvmf_transport_opts_init(&o);
+	o.kas = 1;         /* 100 ms granularity */
+	o.min_kato = 200;  /* short keep-alive for the expiry test */
+	assert_int_equal(nvmf_transport_create(tgt, "tcp", &o, NULL), 0);
+	port = free_port();
+	snprintf(port_str, sizeof(port_str), "%d", port);
+	assert_int_equal(bdev_malloc_create("Malloc0", NULL, 8192, 512, NULL), 0);
+	assert_int_equal(bdev_malloc_create("Malloc1", NULL, 1024, 4096, NULL), 0);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	nvmf_tgt_destroy(tgt);
+	tgt = NULL;
+	bdev_module_fini();
+	ev_loop_destroy(loop);
+	return 0;
+}
+
+/* ------------------------------------------------------ control plane */
+
+static void test_nqn_validate(void **state)
+{
+	assert_int_equal(nvmf_nqn_validate("nqn.2016-06.io.spdk:cnode1"), 0);
+	assert_int_equal(nvmf_nqn_validate(NVMF_DISCOVERY_NQN), 0);
+	assert_int_equal(nvmf_nqn_validate("nqn.2014-08.org.nvmexpress:uuid:11111111-2222-3333-4444-555555555555"), 0);
+	assert_int_equal(nvmf_nqn_validate("nqn.2026-11.io.diskengine:lvol-42"), 0);
+	assert_int_equal(nvmf_nqn_validate("not-an-nqn"), -EINVAL);
+	assert_int_equal(nvmf_nqn_validate("nqn.16-06.io.spdk:x"), -EINVAL);
+	assert_int_equal(nvmf_nqn_validate("nqn.2016-6.io.spdk:x"), -EINVAL);
+	assert_int_equal(nvmf_nqn_validate("nqn.2016-06.1io.spdk:x"), -EINVAL);
+	assert_int_equal(nvmf_nqn_validate("nqn.2016-06.io-.spdk:x"), -EINVAL);
+	assert_int_equal(nvmf_nqn_validate("nqn.2014-08.org.nvmexpress:uuid:1111"), -EINVAL);
+	assert_int_equal(nvmf_nqn_validate("nqn.2016"), -EINVAL);
+	char long_nqn[300];
+	memset(long_nqn, 'a', sizeof(long_nqn));
+	memcpy(long_nqn, "nqn.2016-06.io.spdk:", 20);
+	long_nqn[224] = 0;
+	assert_int_equal(nvmf_nqn_validate(long_nqn), -EINVAL);
+	long_nqn[223] = 0;
+	assert_int_equal(nvmf_nqn_validate(long_nqn), 0);
+}
+
+static void test_subsystem_crud(void **state)
+{
+	struct nvmf_subsystem *a, *b, *s;
+
+	assert_int_equal(nvmf_subsystem_create(tgt, "nqn.2016-06.io.spdk:zz", NULL, &a), 0);
+	assert_int_equal(nvmf_subsystem_create(tgt, "nqn.2016-06.io.spdk:aa", NULL, &b), 0);
+	assert_int_equal(nvmf_subsystem_create(tgt, "nqn.2016-06.io.spdk:aa", NULL, NULL), -EEXIST);
+	assert_int_equal(nvmf_subsystem_create(tgt, "not-an-nqn", NULL, NULL), -EINVAL);
+	struct nvmf_subsystem_opts so = { .serial_number = "012345678901234567890" };
+	assert_int_equal(nvmf_subsystem_create(tgt, "nqn.2016-06.io.spdk:sn", &so, NULL), -EINVAL);
+	/* discovery first, then sorted */
+	s = nvmf_subsystem_first(tgt);
+	assert_string_equal(nvmf_subsystem_nqn(s), NVMF_DISCOVERY_NQN);
+	assert_int_equal(nvmf_subsystem_subtype(s), NVMF_SUBTYPE_DISCOVERY);
+	assert_true(nvmf_subsystem_allow_any_host(s));
+	assert_int_equal(nvmf_subsystem_destroy(s), -EPERM);
+	s = nvmf_subsystem_next(s);
+	assert_ptr_equal(s, b);
+	assert_ptr_equal(nvmf_subsystem_next(s), a);
+	assert_null(nvmf_subsystem_next(a));
+	assert_string_equal(nvmf_subsystem_serial_number(a), NVMF_DEFAULT_SN);
+	assert_string_equal(nvmf_subsystem_model_number(a), NVMF_DEFAULT_MN);
+	assert_int_equal(nvmf_subsystem_max_namespaces(a), NVMF_DEFAULT_MAX_NAMESPACES);
+	assert_int_equal(nvmf_subsystem_min_cntlid(a), 1);
+	assert_int_equal(nvmf_subsystem_max_cntlid(a), 0xFFEF);
+	assert_ptr_equal(nvmf_subsystem_find(tgt, "nqn.2016-06.io.spdk:zz"), a);
+	assert_int_equal(nvmf_subsystem_destroy(a), 0);
+	assert_int_equal(nvmf_subsystem_destroy(b), 0);
+	assert_null(nvmf_subsystem_find(tgt, "nqn.2016-06.io.spdk:zz"));
+	/* duplicate transport */
+	assert_int_equal(nvmf_transport_create(tgt, "TCP", NULL, NULL), -EEXIST);
+	assert_int_equal(nvmf_transport_create(tgt, "RDMA", NULL, NULL), -EPROTONOSUPPORT);
+	assert_string_equal(nvmf_transport_trtype(nvmf_transport_first(tgt)), "TCP");
+	assert_int_equal(nvmf_transport_opts(nvmf_transport_find(tgt, "tcp"))->max_io_size, 131072);
+}
+
+static void test_listeners(void **state)
+{
+	struct nvmf_subsystem *a, *b;
+	struct nvmf_listen_addr l, bad;
+	struct nvmf_tgt *t2;
+
+	assert_int_equal(nvmf_listen_addr_parse("tcp", "ipv4", "127.0.0.1", port_str, &l), 0);
+	assert_string_equal(l.trtype, "TCP");
+	assert_string_equal(l.adrfam, "IPv4");
+	assert_int_equal(nvmf_listen_addr_parse("tcp", "ipv4", "300.0.0.1", "1", &bad), -EINVAL);
+	assert_int_equal(nvmf_listen_addr_parse("tcp", "ipv4", "127.0.0.1", "99999", &bad), -EINVAL);
+	assert_int_equal(nvmf_listen_addr_parse("foo", "ipv4", "127.0.0.1", "1", &bad), -EINVAL);
+	assert_int_equal(nvmf_subsystem_create(tgt, SUBNQN, NULL, &a), 0);
+	assert_int_equal(nvmf_subsystem_create(tgt, SUBNQN2, NULL, &b), 0);
+	assert_int_equal(nvmf_subsystem_listener_add(a, &l), 0);
+	assert_int_equal(nvmf_subsystem_listener_add(a, &l), -EEXIST);
+	assert_int_equal(nvmf_subsystem_listener_add(b, &l), 0); /* shared socket */
+	assert_int_equal(nvmf_subsystem_listener_count(a), 1);
+	assert_string_equal(nvmf_subsystem_listener_get(a, 0)->trsvcid, port_str);
+	assert_null(nvmf_subsystem_listener_get(a, 1));
+	assert_int_equal(nvmf_subsystem_listener_remove(a, &l), 0);
+	assert_int_equal(nvmf_subsystem_listener_remove(a, &l), -ENOENT);
+	/* still listening for b: a connection works */
+	struct mh h;
+	assert_int_equal(mh_open(&h, port), 0);
+	mh_close(&h);
+	assert_int_equal(nvmf_subsystem_destroy(a), 0);
+	assert_int_equal(nvmf_subsystem_destroy(b), 0);
+	/* the socket closed with its last user */
+	assert_int_not_equal(mh_open(&h, port), 0);
+	/* no transport yet */
+	assert_int_equal(nvmf_tgt_create(loop, &t2), 0);
+	assert_int_equal(nvmf_subsystem_create(t2, SUBNQN, NULL, &a), 0);
+	assert_int_equal(nvmf_subsystem_listener_add(a, &l), -ENODEV);
+	nvmf_tgt_destroy(t2);
+}
+
+static void test_namespaces(void **state)
+{
+	struct nvmf_subsystem *s, *s2;
+	struct bdev *b0 = bdev_find("Malloc0"), *b1 = bdev_find("Malloc1");
+	uint32_t nsid = 0;
+	struct nvmf_ns *ns;
+	char want[33];
+
+	assert_int_equal(nvmf_subsystem_create(tgt, SUBNQN, NULL, &s), 0);
+	assert_int_equal(nvmf_subsystem_create(tgt, SUBNQN2, NULL, &s2), 0);
+	assert_int_equal(nvmf_subsystem_ns_add(s, "nope", NULL, NULL), -ENODEV);
+	assert_int_equal(nvmf_subsystem_ns_add(s, "Malloc0", NULL, &nsid), 0);
+	assert_int_equal(nsid, 1);
+	assert_int_equal(bdev_claim_type(b0), BDEV_CLAIM_EXCL_WRITE);
+	assert_string_equal(bdev_claim_module(b0), "NVMe-oF Target");
+	assert_int_equal(nvmf_subsystem_ns_add(s, "Malloc0", NULL, NULL), -EPERM);
+	assert_int_equal(nvmf_subsystem_ns_add(s2, "Malloc0", NULL, NULL), -EPERM);
+	struct nvmf_ns_opts o = { .nsid = 1 };
+	assert_int_equal(nvmf_subsystem_ns_add(s, "Malloc1", &o, NULL), -EEXIST);
+	o.nsid = 33;
+	assert_int_equal(nvmf_subsystem_ns_add(s, "Malloc1", &o, NULL), -EINVAL);
+	o.nsid = 0;
+	o.nguid = "zz";
+	assert_int_equal(nvmf_subsystem_ns_add(s, "Malloc1", &o, NULL), -EINVAL);
+	assert_int_equal(bdev_claim_type(b1), BDEV_CLAIM_NONE);
+	o.nguid = NULL;
+	o.nsid = 5;
+	o.eui64 = "0011223344556677";
+	assert_int_equal(nvmf_subsystem_ns_add(s, bdev_uuid(b1), &o, &nsid), 0);
+	assert_int_equal(nsid, 5);
+	assert_int_equal(nvmf_subsystem_ns_count(s), 2);
+	ns = nvmf_subsystem_ns_first(s);
+	assert_int_equal(nvmf_ns_nsid(ns), 1);
+	assert_ptr_equal(nvmf_ns_bdev(ns), b0);
+	assert_string_equal(nvmf_ns_uuid(ns), bdev_uuid(b0));
+	/* NGUID = the UUID's bytes in upper-case hex, as SPDK prints it */
+	size_t j = 0;
+	for (const char *p = bdev_uuid(b0); *p; p++)
+		if (*p != '-')
+			want[j++] = (char)((*p >= 'a' && *p <= 'f') ? *p - 32 : *p);
+	want[j] = 0;
+	assert_string_equal(nvmf_ns_nguid(ns), want);
+	assert_null(nvmf_ns_eui64(ns));
+	ns = nvmf_subsystem_ns_next(ns);
+	assert_int_equal(nvmf_ns_nsid(ns), 5);
+	assert_string_equal(nvmf_ns_eui64(ns), "0011223344556677");
+	assert_null(nvmf_subsystem_ns_next(ns));
+	/* remove, and removal through the bdev */
+	assert_int_equal(nvmf_subsystem_ns_remove(s, 9), -ENOENT);
+	assert_int_equal(nvmf_subsystem_ns_remove(s, 5), 0);
+	assert_int_equal(bdev_claim_type(b1), BDEV_CLAIM_NONE);
+	assert_int_equal(nvmf_tgt_bdev_removed(tgt, b0), 1);
+	assert_int_equal(bdev_claim_type(b0), BDEV_CLAIM_NONE);
+	assert_int_equal(nvmf_subsystem_ns_count(s), 0);
+	/* destroying a subsystem releases its claims */
+	assert_int_equal(nvmf_subsystem_ns_add(s2, "Malloc0", NULL, NULL), 0);
+	assert_int_equal(nvmf_subsystem_destroy(s2), 0);
+	assert_int_equal(bdev_claim_type(b0), BDEV_CLAIM_NONE);
+	assert_int_equal(nvmf_subsystem_destroy(s), 0);
+	/* discovery subsystem holds no namespaces */
+	assert_int_equal(nvmf_subsystem_ns_add(nvmf_subsystem_first(tgt), "Malloc0", NULL, NULL), -EINVAL);
+}
+
+static void test_hosts(void **state)
+{
+	struct nvmf_subsystem *s;
+
+	assert_int_equal(nvmf_subsystem_create(tgt, SUBNQN, NULL, &s), 0);
+	assert_false(nvmf_subsystem_allow_any_host(s));
+	assert_false(nvmf_subsystem_host_allowed(s, HOSTNQN));
+	assert_int_equal(nvmf_subsystem_host_add(s, "bad"), -EINVAL);
+	assert_int_equal(nvmf_subsystem_host_add(s, HOSTNQN), 0);
+	assert_int_equal(nvmf_subsystem_host_add(s, HOSTNQN), -EEXIST);
+	assert_true(nvmf_subsystem_host_allowed(s, HOSTNQN));
+	assert_int_equal(nvmf_subsystem_host_count(s), 1);
+	assert_string_equal(nvmf_subsystem_host_get(s, 0), HOSTNQN);
+	assert_int_equal(nvmf_subsystem_host_remove(s, HOSTNQN), 0);
+	assert_int_equal(nvmf_subsystem_host_remove(s, HOSTNQN), -ENOENT);
+	nvmf_subsystem_allow_any_host_set(s, true);
+	assert_true(nvmf_subsystem_host_allowed(s, HOSTNQN_BAD));
+	assert_int_equal(nvmf_subsystem_destroy(s), 0);
+}
+
+/* ------------------------------------------------- through the wire */
+
+struct rt_result {
+	int rc_connect, rc_write, rc_read, rc_cmp, rc_wz, rc_wzread, rc_zero_cmp, rc_flush, rc_dealloc;
+	int rc_big, rc_big_cmp, rc_oob;
+	bool digests;
+	uint16_t oob_status;
+	uint32_t block_size;
+};
+
+static void host_roundtrip(void *arg)
+{
+	struct rt_result *r = arg;
+	struct nvme_connect_opts o = { .traddr = "127.0.0.1", .trsvcid = port_str, .subnqn = SUBNQN,
+				       .hostnqn = HOSTNQN, .io_queues = 2,
+				       .header_digest = r->digests, .data_digest = r->digests };
+	struct nvme_ctrlr *c = NULL;
+	struct nvme_ns_info info;
+	uint32_t len = 64 * 1024, big = 128 * 1024;
+	uint8_t *w = malloc(big), *rd = malloc(big);
+
+	r->rc_connect = nvme_ctrlr_connect(&o, &c);
+	if (r->rc_connect)
+		goto out;
+	if (nvme_ns_info_get(c, 1, &info, 0) == 0)
+		r->block_size = info.block_size;
+	for (uint32_t i = 0; i < big; i++)
+		w[i] = (uint8_t)(i * 7 + (i >> 9));
+	r->rc_write = nvme_ns_write(c, 1, 4096, w, len, 0);
+	r->rc_read = nvme_ns_read(c, 1, 4096, rd, len, 0);
+	r->rc_cmp = memcmp(w, rd, len);
+	r->rc_wz = nvme_ns_write_zeroes(c, 1, 8192, 8192, 0);
+	r->rc_wzread = nvme_ns_read(c, 1, 4096, rd, len, 0);
+	memset(w + 4096, 0, 8192);
+	r->rc_zero_cmp = memcmp(w, rd, len);
+	r->rc_flush = nvme_ns_flush(c, 1, 0);
+	r->rc_dealloc = nvme_ns_deallocate(c, 1, 0, 4096, 0);
+	/* one full MDTS transfer (R2T path on write) */
+	for (uint32_t i = 0; i < big; i++)
+		w[i] = (uint8_t)(i * 13 + 5);
+	r->rc_big = nvme_ns_write(c, 1, 0, w, big, 0);
+	if (!r->rc_big)
+		r->rc_big = nvme_ns_read(c, 1, 0, rd, big, 0);
+	r->rc_big_cmp = memcmp(w, rd, big);
+	/* out of range */
+	r->rc_oob = nvme_ns_read(c, 1, (uint64_t)info.num_blocks * info.block_size, rd, info.block_size, 0);
+	r->oob_status = nvme_ctrlr_last_status(c);
+out:
+	nvme_ctrlr_destroy(c);
+	free(w);
+	free(rd);
+}
+
+static void roundtrip_on(const char *bdev_name, bool digests)
+{
+	struct nvmf_subsystem *s = make_subsys(SUBNQN, true, bdev_name);
+	struct rt_result r = { .digests = digests };
+
+	run_host(host_roundtrip, &r);
+	assert_int_equal(r.rc_connect, 0);
+	assert_int_equal(r.block_size, bdev_block_size(bdev_find(bdev_name)));
+	assert_int_equal(r.rc_write, 0);
+	assert_int_equal(r.rc_read, 0);
+	assert_int_equal(r.rc_cmp, 0);
+	assert_int_equal(r.rc_wz, 0);
+	assert_int_equal(r.rc_wzread, 0);
+	assert_int_equal(r.rc_zero_cmp, 0);
+	assert_int_equal(r.rc_flush, 0);
+	assert_int_equal(r.rc_dealloc, 0);
+	assert_int_equal(r.rc_big, 0);
+	assert_int_equal(r.rc_big_cmp, 0);
+	assert_int_not_equal(r.rc_oob, 0);
+	struct nvmf_stats st;
+	nvmf_tgt_stats(tgt, &st);
+	assert_true(st.completed_nvme_io > 5);
+	assert_int_equal(st.current_io_qpairs, 0);
+	assert_int_equal(st.pending_bdev_io, 0);
+	assert_int_equal(nvmf_subsystem_destroy(s), 0);
+}
+
+static void test_roundtrip_malloc512(void **state) { roundtrip_on("Malloc0", false); }
+static void test_roundtrip_malloc4k(void **state) { roundtrip_on("Malloc1", false); }
+static void test_roundtrip_digests(void **state) { roundtrip_on("Malloc0", true); }
+
+struct id_result {
+	int rc_connect, rc_ns1, rc_ns2, rc_desc1, rc_desc2, rc_list, rc_ns_inactive, rc_kato;
+	uint16_t cntlid;
+	struct nvme_id_ctrlr cd;
+	uint8_t ns1[4096], ns2[4096], desc1[4096], desc2[4096], list[4096], inactive[4096];
+	uint32_t kato;
+};
+
+static void host_identify(void *arg)
+{
+	struct id_result *r = arg;
+	struct nvme_connect_opts o = { .traddr = "127.0.0.1", .trsvcid = port_str, .subnqn = SUBNQN,
+				       .hostnqn = HOSTNQN, .kato_ms = 5000 };
+	struct nvme_ctrlr *c = NULL;
+
+	r->rc_connect = nvme_ctrlr_connect(&o, &c);
+	if (r->rc_connect)
+		return;
+	r->cntlid = nvme_ctrlr_cntlid(c);
+	memcpy(&r->cd, nvme_ctrlr_data(c), sizeof(r->cd));
+	r->rc_ns1 = nvme_ctrlr_identify(c, NVME_CNS_NS, 1, r->ns1, 0);
+	r->rc_ns2 = nvme_ctrlr_identify(c, NVME_CNS_NS, 2, r->ns2, 0);
+	r->rc_desc1 = nvme_ctrlr_identify(c, NVME_CNS_NS_ID_DESC_LIST, 1, r->desc1, 0);
+	r->rc_desc2 = nvme_ctrlr_identify(c, NVME_CNS_NS_ID_DESC_LIST, 2, r->desc2, 0);
+	r->rc_list = nvme_ctrlr_identify(c, NVME_CNS_ACTIVE_NS_LIST, 0, r->list, 0);
+	r->rc_ns_inactive = nvme_ctrlr_identify(c, NVME_CNS_NS, 7, r->inactive, 0);
+	r->rc_kato = nvme_ctrlr_get_feature(c, NVME_FEAT_KEEP_ALIVE_TIMER, 0, &r->kato, 0);
+	nvme_ctrlr_destroy(c);
+}
+
+/* Finds descriptor `type` in an NS ID descriptor list; NULL if absent. */
+static const uint8_t *find_desc(const uint8_t *list, uint8_t type, uint8_t *len)
+{
+	size_t off = 0;
+
+	while (off + 4 <= 4096 && list[off]) {
+		if (list[off] == type) {
+			*len = list[off + 1];
+			return list + off + 4;
+		}
+		off += 4 + list[off + 1];
+	}
+	return NULL;
+}
+
+static void test_identify_fields(void **state)
+{
+	struct nvmf_subsystem *s = make_subsys(SUBNQN, true, "Malloc0");
+	struct id_result *r = calloc(1, sizeof(*r));
+	uint8_t l;
+
+	assert_int_equal(nvmf_subsystem_ns_add(s, "Malloc1", NULL, NULL), 0);
+	run_host(host_identify, r);
+	assert_int_equal(r->rc_connect, 0);
+	/* the host-intolerance list of nvme-tcp.md 6.1 / 6.2, one field at a time */
+	assert_int_equal(r->cd.cntlid, r->cntlid);
+	assert_int_not_equal(r->cd.kas, 0);
+	assert_int_equal(r->cd.sgls & 0x3, 1);
+	assert_true(r->cd.sgls & NVME_CTRLR_SGLS_OFFSET);
+	assert_true(r->cd.ioccsz >= 4);
+	assert_int_equal(r->cd.ioccsz, 4 + 4096 / 16);
+	assert_true(r->cd.iorcsz >= 1);
+	assert_int_equal(r->cd.icdoff, 0);
+	assert_int_not_equal(r->cd.maxcmd, 0);
+	assert_int_equal(r->cd.cntrltype, NVME_CTRLR_CNTRLTYPE_IO);
+	assert_int_equal(r->cd.mdts, 5);
+	assert_int_equal(r->cd.ver, NVME_VS_1_3);
+	assert_int_equal(r->cd.nn, 32);
+	assert_true(r->cd.oncs & NVME_CTRLR_ONCS_WRITE_ZEROES);
+	assert_true(r->cd.oncs & NVME_CTRLR_ONCS_DSM);
+	assert_int_equal(r->cd.sqes, 0x66);
+	assert_int_equal(r->cd.cqes, 0x44);
+	assert_int_equal(r->cd.cmic & 3, 3);
+	assert_true(r->cd.oaes & NVME_CTRLR_OAES_NS_ATTR);
+	assert_int_equal(r->cd.aerl, 3);
+	assert_memory_equal(r->cd.sn, "SPDK00000000000001  ", 20);
+	assert_string_equal(r->cd.subnqn, SUBNQN);
+	/* Identify NS */
+	assert_int_equal(r->rc_ns1, 0);
+	assert_int_equal(r->rc_ns2, 0);
+	const struct nvme_id_ns *n1 = (const void *)r->ns1, *n2 = (const void *)r->ns2;
+	assert_int_equal(n1->nsze, 8192);
+	assert_int_not_equal(n1->ncap, 0);
+	assert_int_equal(NVME_LBAF_LBADS(n1->lbaf[0]), 9);
+	assert_int_equal(n2->nsze, 1024);
+	assert_int_equal(NVME_LBAF_LBADS(n2->lbaf[0]), 12);
+	assert_memory_not_equal(n1->nguid, n2->nguid, 16);
+	static const uint8_t zero16[16];
+	assert_memory_not_equal(n1->nguid, zero16, 16);
+	/* CNS 0x03 works, NGUID/UUID identical to CNS 0 and unique */
+	assert_int_equal(r->rc_desc1, 0);
+	assert_int_equal(r->rc_desc2, 0);
+	const uint8_t *g1 = find_desc(r->desc1, NVME_NIDT_NGUID, &l);
+	assert_non_null(g1);
+	assert_int_equal(l, 16);
+	assert_memory_equal(g1, n1->nguid, 16);
+	const uint8_t *g2 = find_desc(r->desc2, NVME_NIDT_NGUID, &l);
+	assert_non_null(g2);
+	assert_memory_not_equal(g1, g2, 16);
+	const uint8_t *u1 = find_desc(r->desc1, NVME_NIDT_UUID, &l);
+	assert_non_null(u1);
+	uint8_t ub[16];
+	assert_int_equal(common_uuid_parse(bdev_uuid(bdev_find("Malloc0")), ub), 0);
+	assert_memory_equal(u1, ub, 16);
+	assert_non_null(find_desc(r->desc1, NVME_NIDT_CSI, &l));
+	/* active list */
+	assert_int_equal(r->rc_list, 0);
+	assert_int_equal(nvme_get_le32(r->list), 1);
+	assert_int_equal(nvme_get_le32(r->list + 4), 2);
+	assert_int_equal(nvme_get_le32(r->list + 8), 0);
+	/* an inactive NSID reads as zeros */
+	assert_int_equal(r->rc_ns_inactive, 0);
+	assert_int_equal(((const struct nvme_id_ns *)r->inactive)->ncap, 0);
+	/* KATO raised to KAS granularity; reported by Get Features */
+	assert_int_equal(r->rc_kato, 0);
+	assert_int_equal(r->kato, 5000);
+	free(r);
+	assert_int_equal(nvmf_subsystem_destroy(s), 0);
+}
+
+/* ------------------------------------------ hosts, keep-alive, events */
+
+struct host_res {
+	int rc, rc2, rc3, closed;
+	uint16_t status, status2;
+	struct nvme_cqe cqe, cqe2;
+	uint8_t log[4096];
+	int hooks;
+};
+
+static void host_disallowed(void *arg)
+{
+	struct host_res *r = arg;
+	struct mh h;
+
+	r->rc = mh_open(&h, port);
+	if (!r->rc)
+		r->rc = mh_icreq(&h, false, false);
+	if (!r->rc)
+		r->rc = mh_connect(&h, 0, 0xFFFF, SUBNQN, HOSTNQN_BAD, 0, &r->cqe);
+	mh_close(&h);
+	/* the allowed host gets in */
+	r->rc2 = mh_admin_up(&h, port, SUBNQN, HOSTNQN, 0, NULL);
+	mh_close(&h);
+	/* unknown subsystem: invalid parameters, IATTR 1, IPO 256 */
+	r->rc3 = mh_open(&h, port);
+	if (!r->rc3)
+		r->rc3 = mh_icreq(&h, false, false);
+	if (!r->rc3)
+		r->rc3 = mh_connect(&h, 0, 0xFFFF, "nqn.2016-06.io.spdk:nope", HOSTNQN, 0, &r->cqe2);
+	mh_close(&h);
+}
+
+static void test_disallowed_host(void **state)
+{
+	struct nvmf_subsystem *s = make_subsys(SUBNQN, false, "Malloc0");
+	struct host_res r = { 0 };
+
+	assert_int_equal(nvmf_subsystem_host_add(s, HOSTNQN), 0);
+	run_host(host_disallowed, &r);
+	assert_int_equal(r.rc, 0);
+	assert_int_equal(NVME_STATUS_SCT(r.cqe.status), NVME_SCT_COMMAND_SPECIFIC);
+	assert_int_equal(NVME_STATUS_SC(r.cqe.status), NVME_SC_FABRIC_INVALID_HOST);
+	assert_int_equal(r.rc2, 0);
+	assert_int_equal(r.rc3, 0);
+	assert_int_equal(NVME_STATUS_SC(r.cqe2.status), NVME_SC_FABRIC_INVALID_PARAM);
+	assert_int_equal(r.cqe2.dw0, NVME_CONNECT_RSP_INVALID(1, 256));
+	assert_int_equal(nvmf_subsystem_destroy(s), 0);
+}
+
+static int ctrlr_count;
+static void count_ctrlr(const struct nvmf_ctrlr_info *i, void *arg) { ctrlr_count++; }
+static int qpair_count;
+static void count_qpair(const struct nvmf_qpair_info *i, void *arg) { qpair_count++; }
+
+static void snap_ctrlrs(void *arg)
+{
+	struct nvmf_subsystem *s = arg;
+
+	ctrlr_count = 0;
+	qpair_count = 0;
+	nvmf_subsystem_ctrlr_foreach(s, count_ctrlr, NULL);
+	nvmf_subsystem_qpair_foreach(s, count_qpair, NULL);
+}
+
+struct ka_args {
+	struct nvmf_subsystem *s;
+	int rc, closed, ctrlrs_before, ctrlrs_after, qpairs_before;
+	int closed_alive;
+};
+
+static void host_keepalive(void *arg)
+{
+	struct ka_args *a = arg;
+	struct mh h, alive;
+	struct nvme_cqe cqe;
+
+	a->rc = mh_admin_up(&h, port, SUBNQN, HOSTNQN, 200, NULL);
+	if (!a->rc)
+		a->rc = mh_admin_up(&alive, port, SUBNQN, HOSTNQN, 200, NULL);
+	if (a->rc)
+		return;
+	on_loop(snap_ctrlrs, a->s);
+	a->ctrlrs_before = ctrlr_count;
+	a->qpairs_before = qpair_count;
+	/* `alive` sends Keep Alive every 60 ms; `h` stays silent */
+	uint64_t end = clock_mono_ms() + 700;
+	while (clock_mono_ms() < end) {
+		struct nvme_sqe ka = { .opc = NVME_OPC_KEEP_ALIVE };
+		if (mh_cmd(&alive, &ka, NULL, 0, NULL, 0, 0, NULL, 0, &cqe) != 0)
+			break;
+		host_sleep_ms(60);
+	}
+	a->closed = mh_wait_closed(&h, 2000);
+	a->closed_alive = mh_wait_closed(&alive, 10);
+	on_loop(snap_ctrlrs, a->s);
+	a->ctrlrs_after = ctrlr_count;
+	mh_close(&h);
+	mh_close(&alive);
+}
+
+static void test_keepalive_expiry(void **state)
+{
+	struct nvmf_subsystem *s = make_subsys(SUBNQN, true, "Malloc0");
+	struct ka_args a = { .s = s };
+
+	run_host(host_keepalive, &a);
+	assert_int_equal(a.rc, 0);
+	assert_int_equal(a.ctrlrs_before, 2);
+	assert_int_equal(a.qpairs_before, 2);
+	assert_int_equal(a.closed, 1);      /* silent host dropped */
+	assert_int_equal(a.closed_alive, 0); /* the other one kept */
+	assert_int_equal(a.ctrlrs_after, 1);
+	assert_int_equal(nvmf_subsystem_destroy(s), 0);
+}
+
+static void remove_ns1(void *arg)
+{
+	struct nvmf_subsystem *s = arg;
+
+	nvmf_subsystem_ns_remove(s, 1);
+}
+
+struct aer_args {
+	struct nvmf_subsystem *s;
+	int rc, rc_aec, rc_log, rc_after;
+	struct nvme_cqe aer_cqe, log_cqe;
+	uint8_t log[4096];
+	uint8_t id_after[4096];
+	struct nvme_cqe id_cqe;
+};
+
+static void host_aer(void *arg)
+{
+	struct aer_args *a = arg;
+	struct mh h;
+	struct nvme_cqe cqe;
+	uint8_t hdr[160];
+	uint32_t dl;
+	static uint8_t out[256];
+
+	a->rc = mh_admin_up(&h, port, SUBNQN, HOSTNQN, 0, NULL);
+	if (a->rc)
+		return;
+	struct nvme_sqe sf = { .opc = NVME_OPC_SET_FEATURES, .cdw10 = NVME_FEAT_ASYNC_EVENT_CONFIG,
+			       .cdw11 = NVME_CTRLR_OAES_NS_ATTR };
+	a->rc_aec = mh_cmd(&h, &sf, NULL, 0, NULL, 0, 0, NULL, 0, &cqe);
+	if (!a->rc_aec && !NVME_STATUS_IS_OK(cqe.status))
+		a->rc_aec = -EIO;
+	/* submit an AER without waiting for it */
+	struct nvme_sqe aer = { .opc = NVME_OPC_ASYNC_EVENT_REQUEST, .cid = 31,
+				.flags = NVME_SQE_FLAGS_PSDT_SGL };
+	aer.sgl1.id = NVME_SGL_ID_TRANSPORT;
+	size_t n = mh_build_capsule(&h, &aer, NULL, 0, out);
+	mh_send_all(&h, out, n);
+	on_loop(remove_ns1, a->s);
+	int t = mh_recv_pdu(&h, hdr, NULL, 0, &dl);
+	if (t == NVME_TCP_PDU_CAPSULE_RESP)
+		memcpy(&a->aer_cqe, hdr + 8, sizeof(a->aer_cqe));
+	else
+		a->rc = t < 0 ? t : -EPROTO;
+	struct nvme_sqe gl = { .opc = NVME_OPC_GET_LOG_PAGE,
+			       .cdw10 = NVME_LOG_CHANGED_NS_LIST | ((4096 / 4 - 1) << 16) };
+	a->rc_log = mh_cmd(&h, &gl, NULL, 0, NULL, 0, 0, a->log, sizeof(a->log), &a->log_cqe);
+	struct nvme_sqe id = { .opc = NVME_OPC_IDENTIFY, .nsid = 1, .cdw10 = NVME_CNS_NS_ID_DESC_LIST };
+	a->rc_after = mh_cmd(&h, &id, NULL, 0, NULL, 0, 0, a->id_after, sizeof(a->id_after), &a->id_cqe);
+	mh_close(&h);
+}
+
+static void test_aer_on_ns_remove(void **state)
+{
+	struct nvmf_subsystem *s = make_subsys(SUBNQN, true, "Malloc0");
+	struct aer_args *a = calloc(1, sizeof(*a));
+
+	a->s = s;
+	run_host(host_aer, a);
+	assert_int_equal(a->rc, 0);
+	assert_int_equal(a->rc_aec, 0);
+	assert_int_equal(a->aer_cqe.cid, 31);
+	assert_true(NVME_STATUS_IS_OK(a->aer_cqe.status));
+	assert_int_equal(NVME_AER_TYPE(a->aer_cqe.dw0), NVME_AER_TYPE_NOTICE);
+	assert_int_equal(NVME_AER_INFO(a->aer_cqe.dw0), NVME_AER_NOTICE_NS_ATTR_CHANGED);
+	assert_int_equal(NVME_AER_LID(a->aer_cqe.dw0), NVME_LOG_CHANGED_NS_LIST);
+	assert_int_equal(a->rc_log, 0);
+	assert_true(NVME_STATUS_IS_OK(a->log_cqe.status));
+	assert_int_equal(nvme_get_le32(a->log), 1);
+	assert_int_equal(nvme_get_le32(a->log + 4), 0);
+	/* the removed namespace is gone for CNS 0x03 */
+	assert_int_equal(a->rc_after, 0);
+	assert_int_equal(NVME_STATUS_SC(a->id_cqe.status), NVME_SC_INVALID_NAMESPACE_OR_FORMAT);
+	free(a);
+	assert_int_equal(nvmf_subsystem_destroy(s), 0);
+}
+
+/* --------------------------------------------- malformed and odd PDUs */
+
+struct bad_args {
+	int rc_good, rc_good_after, closed[8];
+	int term_type[8];
+	uint16_t term_fes[8];
+};
+
+static void host_malformed(void *arg)
+{
+	struct bad_args *a = arg;
+	struct nvme_connect_opts o = { .traddr = "127.0.0.1", .trsvcid = port_str, .subnqn = SUBNQN,
+				       .hostnqn = HOSTNQN, .io_queues = 1 };
+	struct nvme_ctrlr *c = NULL;
+	uint8_t buf[4096];
+
+	a->rc_good = nvme_ctrlr_connect(&o, &c);
+	for (int k = 0; k < 6; k++) {
+		struct mh h;
+		uint8_t pdu[256];
+		size_t len = 0;
+		memset(pdu, 0, sizeof(pdu));
+		if (mh_open(&h, port) != 0)
+			continue;
+		switch (k) {
+		case 0: /* capsule before ICReq */
+			pdu[0] = NVME_TCP_PDU_CAPSULE_CMD;
+			pdu[2] = 72;
+			pdu[4] = 72;
+			len = 72;
+			break;
+		case 1: /* ICReq with a bad HLEN */
+			pdu[0] = NVME_TCP_PDU_IC_REQ;
+			pdu[2] = 100;
+			pdu[4] = 128;
+			len = 128;
+			break;
+		case 2: /* ICReq with PFV 1 */
+			pdu[0] = NVME_TCP_PDU_IC_REQ;
+			pdu[2] = 128;
+			pdu[4] = 128;
+			pdu[8] = 1;
+			len = 128;
+			break;
+		default:
+			break;
+		}
+		if (k >= 3) {
+			if (mh_icreq(&h, false, false) != 0)
+				continue;
+			if (k == 3) { /* unknown PDU type */
+				pdu[0] = 0x0F;
+				pdu[2] = 24;
+				pdu[4] = 24;
+				len = 24;
+			} else if (k == 4) { /* H2CData with no R2T outstanding */
+				pdu[0] = NVME_TCP_PDU_H2C_DATA;
+				pdu[2] = 24;
+				pdu[3] = 24;
+				pdu[4] = 24 + 8;
+				pdu[10] = 1; /* ttag */
+				pdu[16] = 8; /* datal */
+				len = 32;
+			} else { /* capsule whose ICD length disagrees with the SGL */
+				pdu[0] = NVME_TCP_PDU_CAPSULE_CMD;
+				pdu[2] = 72;
+				pdu[3] = 72;
+				pdu[4] = 72 + 16;
+				pdu[8] = NVME_OPC_FABRICS;
+				pdu[8 + 4] = NVME_FCTYPE_CONNECT;
+				pdu[8 + 24 + 8] = 32; /* sgl length 32 */
+				pdu[8 + 24 + 15] = NVME_SGL_ID_ICD;
+				len = 72 + 16;
+			}
+		}
+		mh_send_all(&h, pdu, len);
+		uint32_t dl;
+		uint8_t hdr[160];
+		a->term_type[k] = mh_recv_pdu(&h, hdr, NULL, 0, &dl);
+		a->term_fes[k] = nvme_get_le16(hdr + 8);
+		a->closed[k] = mh_wait_closed(&h, 2000);
+		mh_close(&h);
+	}
+	/* everyone else is still served */
+	if (!a->rc_good) {
+		memset(buf, 0x5A, sizeof(buf));
+		a->rc_good_after = nvme_ns_write(c, 1, 0, buf, sizeof(buf), 0);
+		if (!a->rc_good_after)
+			a->rc_good_after = nvme_ns_read(c, 1, 0, buf, sizeof(buf), 0);
+	}
+	nvme_ctrlr_destroy(c);
+}
+
+static void test_malformed_pdus(void **state)
+{
+	struct nvmf_subsystem *s = make_subsys(SUBNQN, true, "Malloc0");
+	struct bad_args a = { 0 };
+	static const uint16_t fes[6] = { 2, 1, 1, 1, 1, 1 };
+
+	run_host(host_malformed, &a);
+	assert_int_equal(a.rc_good, 0);
+	for (int k = 0; k < 6; k++) {
+		assert_int_equal(a.term_type[k], NVME_TCP_PDU_C2H_TERM_REQ);
+		assert_int_equal(a.term_fes[k], fes[k]);
+		assert_int_equal(a.closed[k], 1);
+	}
+	assert_int_equal(a.rc_good_after, 0);
+	assert_int_equal(nvmf_subsystem_destroy(s), 0);
+}
+
+struct frag_args {
+	int rc, rc_io, rc_cmp, rc_r2t, rc_r2t_cmp, rc_batch;
+	uint16_t status_io;
+	int batch_ok;
+};
+
+/* Connects an I/O queue of the controller of admin queue `cntlid`. */
+static int io_up(struct mh *q, uint16_t cntlid, bool hd, bool dd)
+{
+	struct nvme_cqe cqe;
+	int rc = mh_open(q, port);
+
+	if (!rc)
+		rc = mh_icreq(q, hd, dd);
+	if (!rc)
+		rc = mh_connect(q, 1, cntlid, SUBNQN, HOSTNQN, 0, &cqe);
+	if (!rc && !NVME_STATUS_IS_OK(cqe.status))
+		rc = -EIO;
+	return rc;
+}
+
+static void host_fragments(void *arg)
+{
+	struct frag_args *a = arg;
+	struct mh adm, q;
+	uint16_t cntlid = 0;
+	struct nvme_cqe cqe;
+	uint8_t data[8192], rd[8192];
+	static uint8_t out[8192 + 256];
+
+	a->rc = mh_admin_up(&adm, port, SUBNQN, HOSTNQN, 0, &cntlid);
+	if (!a->rc)
+		a->rc = io_up(&q, cntlid, true, true);
+	if (a->rc)
+		return;
+	for (unsigned i = 0; i < sizeof(data); i++)
+		data[i] = (uint8_t)(i ^ 0xA5);
+	/* a 4 KiB in-capsule write, sent one byte at a time */
+	struct nvme_sqe w = { .opc = NVME_OPC_WRITE, .nsid = 1, .cid = 77, .flags = NVME_SQE_FLAGS_PSDT_SGL,
+			      .cdw10 = 16, .cdw12 = 7 };
+	size_t n = mh_build_capsule(&q, &w, data, 4096, out);
+	for (size_t i = 0; i < n && !a->rc_io; i++)
+		a->rc_io = mh_send_all(&q, out + i, 1);
+	uint8_t hdr[160];
+	uint32_t dl;
+	int t = mh_recv_pdu(&q, hdr, NULL, 0, &dl);
+	if (t != NVME_TCP_PDU_CAPSULE_RESP)
+		a->rc_io = t < 0 ? t : -EPROTO;
+	else
+		a->status_io = ((struct nvme_cqe *)(hdr + 8))->status;
+	struct nvme_sqe r = { .opc = NVME_OPC_READ, .nsid = 1, .cdw10 = 16, .cdw12 = 7 };
+	if (!a->rc_io)
+		a->rc_io = mh_cmd(&q, &r, NULL, 0, NULL, 0, 0, rd, 4096, &cqe);
+	a->rc_cmp = memcmp(rd, data, 4096);
+	/* an 8 KiB write through R2T, answered with 3 H2CData PDUs */
+	struct nvme_sqe w2 = { .opc = NVME_OPC_WRITE, .nsid = 1, .cdw10 = 100, .cdw12 = 15 };
+	a->rc_r2t = mh_cmd(&q, &w2, NULL, 0, data, sizeof(data), 3000, NULL, 0, &cqe);
+	if (!a->rc_r2t && !NVME_STATUS_IS_OK(cqe.status))
+		a->rc_r2t = -EIO;
+	struct nvme_sqe r2 = { .opc = NVME_OPC_READ, .nsid = 1, .cdw10 = 100, .cdw12 = 15 };
+	if (!a->rc_r2t)
+		a->rc_r2t = mh_cmd(&q, &r2, NULL, 0, NULL, 0, 0, rd, sizeof(rd), &cqe);
+	a->rc_r2t_cmp = memcmp(rd, data, sizeof(data));
+	/* 16 flush commands coalesced into one send */
+	size_t off = 0;
+	for (int i = 0; i < 16; i++) {
+		struct nvme_sqe f = { .opc = NVME_OPC_FLUSH, .nsid = 1, .cid = (uint16_t)(200 + i),
+				      .flags = NVME_SQE_FLAGS_PSDT_SGL };
+		f.sgl1.id = NVME_SGL_ID_TRANSPORT;
+		off += mh_build_capsule(&q, &f, NULL, 0, out + off);
+	}
+	a->rc_batch = mh_send_all(&q, out, off);
+	for (int i = 0; i < 16 && !a->rc_batch; i++) {
+		t = mh_recv_pdu(&q, hdr, NULL, 0, &dl);
+		if (t == NVME_TCP_PDU_CAPSULE_RESP && NVME_STATUS_IS_OK(((struct nvme_cqe *)(hdr + 8))->status))
+			a->batch_ok++;
+	}
+	mh_close(&q);
+	mh_close(&adm);
+}
+
+static void test_fragmented_and_r2t(void **state)
+{
+	struct nvmf_subsystem *s = make_subsys(SUBNQN, true, "Malloc0");
+	struct frag_args a = { 0 };
+
+	run_host(host_fragments, &a);
+	assert_int_equal(a.rc, 0);
+	assert_int_equal(a.rc_io, 0);
+	assert_true(NVME_STATUS_IS_OK(a.status_io));
+	assert_int_equal(a.rc_cmp, 0);
+	assert_int_equal(a.rc_r2t, 0);
+	assert_int_equal(a.rc_r2t_cmp, 0);
+	assert_int_equal(a.rc_batch, 0);
+	assert_int_equal(a.batch_ok, 16);
+	assert_int_equal(nvmf_subsystem_destroy(s), 0);
+}
+
+struct disc_args {
+	int rc, rc_id, rc_log, rc_hdr;
+	struct nvme_id_ctrlr cd;
+	uint8_t log[4096];
+	uint8_t hdr[20];
+};
+
+static void host_discovery(void *arg)
+{
+	struct disc_args *a = arg;
+	struct nvme_connect_opts o = { .traddr = "127.0.0.1", .trsvcid = port_str, .subnqn = NVME_DISCOVERY_NQN,
+				       .hostnqn = HOSTNQN };
+	struct nvme_ctrlr *c = NULL;
+
+	a->rc = nvme_ctrlr_connect(&o, &c);
+	if (a->rc)
+		return;
+	memcpy(&a->cd, nvme_ctrlr_data(c), sizeof(a->cd));
+	/* libnvme's pattern: 20-byte header first, then entries from offset 1024 */
+	a->rc_hdr = nvme_ctrlr_get_log_page(c, NVME_LOG_DISCOVERY, 0, 0, a->hdr, sizeof(a->hdr), 0);
+	a->rc_log = nvme_ctrlr_get_log_page(c, NVME_LOG_DISCOVERY, 0, 0, a->log, sizeof(a->log), 0);
+	nvme_ctrlr_destroy(c);
+}
+
+static void test_discovery(void **state)
+{
+	struct nvmf_subsystem *s = make_subsys(SUBNQN, true, "Malloc0");
+	struct nvmf_subsystem *s2 = make_subsys(SUBNQN2, false, NULL); /* host not allowed: hidden */
+	struct disc_args *a = calloc(1, sizeof(*a));
+
+	run_host(host_discovery, a);
+	assert_int_equal(a->rc, 0);
+	assert_int_equal(a->cd.cntrltype, NVME_CTRLR_CNTRLTYPE_DISC);
+	assert_string_equal(a->cd.subnqn, NVME_DISCOVERY_NQN);
+	assert_int_equal(a->rc_hdr, 0);
+	assert_int_equal(a->rc_log, 0);
+	const struct nvme_discovery_log_header *h = (const void *)a->log;
+	assert_int_equal(h->numrec, 1);
+	assert_int_equal(h->recfmt, 0);
+	assert_int_equal(nvme_get_le64(a->hdr), h->genctr);
+	const struct nvme_discovery_log_entry *e = (const void *)(a->log + 1024);
+	assert_int_equal(e->trtype, NVME_TRTYPE_TCP);
+	assert_int_equal(e->adrfam, NVME_ADRFAM_IPV4);
+	assert_int_equal(e->subtype, NVME_SUBTYPE_NVME);
+	assert_string_equal(e->subnqn, SUBNQN);
+	assert_memory_equal(e->traddr, "127.0.0.1 ", 10);
+	assert_memory_equal(e->trsvcid, port_str, strlen(port_str));
+	free(a);
+	assert_int_equal(nvmf_subsystem_destroy(s2), 0);
+	assert_int_equal(nvmf_subsystem_destroy(s), 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_nqn_validate),
+		cmocka_unit_test_setup_teardown(test_subsystem_crud, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_listeners, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_namespaces, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_hosts, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_roundtrip_malloc512, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_roundtrip_malloc4k, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_roundtrip_digests, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_identify_fields, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_disallowed_host, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_keepalive_expiry, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_aer_on_ns_remove, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_malformed_pdus, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_fragmented_and_r2t, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_discovery, setup, teardown),
+	};
+	log_level_set(LOG_LEVEL_WARN);
+	if (getenv("NVMF_TEST_FILTER"))
+		cmocka_set_test_filter(getenv("NVMF_TEST_FILTER"));
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
