@@ -227,10 +227,17 @@ static int encode_real(struct json_buf *b, double d)
 
 static int encode_int(struct json_buf *b, long long v)
 {
-	char tmp[32];
-	int n = snprintf(tmp, sizeof(tmp), "%lld", v);
+	char tmp[24];
+	char *p = tmp + sizeof(tmp);
+	unsigned long long u = v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v;
 
-	return json_buf_append(b, tmp, (size_t)n);
+	do {
+		*--p = (char)('0' + u % 10);
+		u /= 10;
+	} while (u);
+	if (v < 0)
+		*--p = '-';
+	return json_buf_append(b, p, (size_t)(tmp + sizeof(tmp) - p));
 }
 
 int json_encode_value(struct json_buf *b, const json_t *v)

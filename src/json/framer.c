@@ -309,6 +309,16 @@ static int framer_scan(struct json_framer *f, size_t *end)
 			}
 			return -EINVAL;
 		case S_STR:
+			/* Fast path: plain characters need no state change. */
+			if (c >= 0x20 && c != '"' && c != '\\') {
+				const unsigned char *p = (const unsigned char *)f->buf + pos + 1;
+				const unsigned char *e = (const unsigned char *)f->buf + f->len;
+
+				while (p < e && *p >= 0x20 && *p != '"' && *p != '\\')
+					p++;
+				f->scan = (size_t)(p - (const unsigned char *)f->buf);
+				continue;
+			}
 			if (c == '"') {
 				f->scan++;
 				if (f->str_is_key) {

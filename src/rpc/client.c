@@ -30,6 +30,8 @@ struct rpc_client {
 	uint64_t oldest_id; /* id of the oldest outstanding request */
 	unsigned outstanding;
 	int send_timeout_ms;
+	bool corked;        /* sends are queued in out until uncorked */
+	json_t *stash;      /* a reply taken by rpc_client_ready() */
 	struct json_framer *framer;
 	struct json_buf out;
 };
@@ -96,6 +98,7 @@ void rpc_client_destroy(struct rpc_client *c)
 	if (!c)
 		return;
 	client_close(c);
+	json_decref(c->stash);
 	json_framer_destroy(c->framer);
 	json_buf_free(&c->out);
 	mem_free(c);
@@ -215,7 +218,8 @@ int rpc_client_send(struct rpc_client *c, const char *method, json_t *params, ui
 		rc = -ENOMEM;
 		goto out;
 	}
-	json_buf_reset(&c->out);
+	if (!c->corked)
+		json_buf_reset(&c->out);
 	rc = json_encode_rpc_request(&c->out, method, jid, params);
 	if (rc)
 		goto out;
@@ -225,6 +229,8 @@ int rpc_client_send(struct rpc_client *c, const char *method, json_t *params, ui
 		*id = c->next_id;
 	c->next_id++;
 	c->outstanding++;
+	if (c->corked)
+		goto out;
 	rc = client_send_buf(c, deadline_after(c->send_timeout_ms));
 out:
 	json_decref(jid);
@@ -243,6 +249,11 @@ static void error_fill(struct rpc_error *err, int code, const char *msg)
 /* Takes one reply value, waiting until deadline. */
 static int client_next_value(struct rpc_client *c, uint64_t deadline, json_t **v)
 {
+	if (c->stash) {
+		*v = c->stash;
+		c->stash = NULL;
+		return 0;
+	}
 	for (;;) {
 		struct pollfd p = { .fd = c->fd, .events = POLLIN };
 		int rc = json_framer_next(c->framer, v, NULL, NULL);
@@ -285,8 +296,14 @@ static int client_recv(struct rpc_client *c, uint64_t deadline, uint64_t *id, js
 		*result = NULL;
 	if (c->outstanding == 0)
 		return -EAGAIN;
-	if (c->fd < 0 && json_framer_pending(c->framer) == 0)
+	if (c->fd < 0 && !c->stash && json_framer_pending(c->framer) == 0)
 		return -ENOTCONN;
+	if (c->corked && c->out.len) {
+		/* Never wait for replies to requests still sitting in our buffer. */
+		rc = client_send_buf(c, deadline);
+		if (rc)
+			return rc;
+	}
 	rc = client_next_value(c, deadline, &v);
 	if (rc)
 		return rc;
@@ -320,6 +337,38 @@ static int client_recv(struct rpc_client *c, uint64_t deadline, uint64_t *id, js
 	}
 	json_decref(v);
 	return rc;
+}
+
+void rpc_client_cork(struct rpc_client *c)
+{
+	if (!c->corked)
+		json_buf_reset(&c->out);
+	c->corked = true;
+}
+
+int rpc_client_uncork(struct rpc_client *c)
+{
+	c->corked = false;
+	if (c->fd < 0)
+		return -ENOTCONN;
+	if (c->out.len == 0)
+		return 0;
+	return client_send_buf(c, deadline_after(c->send_timeout_ms));
+}
+
+bool rpc_client_ready(struct rpc_client *c)
+{
+	json_t *v;
+
+	if (c->stash)
+		return true;
+	if (c->outstanding == 0)
+		return false;
+	if (json_framer_next(c->framer, &v, NULL, NULL) == 1) {
+		c->stash = v;
+		return true;
+	}
+	return false;
 }
 
 int rpc_client_recv(struct rpc_client *c, int timeout_ms, uint64_t *id, json_t **result,

@@ -239,6 +239,14 @@ int rpc_client_send(struct rpc_client *c, const char *method, json_t *params, ui
  * or another -errno. */
 int rpc_client_recv(struct rpc_client *c, int timeout_ms, uint64_t *id, json_t **result,
 		    struct rpc_error *err);
+/* Batching for pipelined sends: after rpc_client_cork(), rpc_client_send()
+ * only queues its request; rpc_client_uncork() writes everything queued in
+ * one go (0 or -errno). rpc_client_recv() flushes the queue itself first. */
+void rpc_client_cork(struct rpc_client *c);
+int rpc_client_uncork(struct rpc_client *c);
+/* True if a complete reply has already been received (rpc_client_recv will
+ * not block); never blocks or reads the socket itself. */
+bool rpc_client_ready(struct rpc_client *c);
 /* Requests sent and not yet received. */
 unsigned rpc_client_outstanding(const struct rpc_client *c);
 bool rpc_client_connected(const struct rpc_client *c);

@@ -85,7 +85,8 @@ struct rpc_request {
 	struct rpc_slot *slot;
 	unsigned index;
 	json_t *id; /* NULL when absent */
-	char *method;
+	json_t *method_json; /* the method name string (a reference) */
+	const char *method;  /* its text, or NULL before validation */
 	unsigned flags;
 };
 
@@ -415,7 +416,7 @@ static void request_finish(struct rpc_request *req)
 
 	if (!c) {
 		json_decref(req->id);
-		mem_free(req->method);
+		json_decref(req->method_json);
 		mem_free(req);
 		return;
 	}
@@ -425,7 +426,7 @@ static void request_finish(struct rpc_request *req)
 		sl->exit_after = true;
 	sl->remaining--;
 	json_decref(req->id);
-	mem_free(req->method);
+	json_decref(req->method_json);
 	mem_free(req);
 	conn_pump(c);
 	conn_unref(c);
@@ -437,9 +438,29 @@ static bool request_wants_result(const struct rpc_request *req)
 	return req->id && !json_is_null(req->id);
 }
 
+/* Where a single request's reply text goes: straight into the connection's
+ * output when nothing before it is pending (the common case), else into its
+ * slot entry until the slots before it complete. *direct tells which. */
+static struct json_buf *reply_buf(struct rpc_request *req, bool *direct)
+{
+	struct rpc_conn *c = req->conn;
+	struct rpc_slot *sl = req->slot;
+
+	*direct = !sl->batch && c->head == sl && c->fd >= 0;
+	return *direct ? &c->out : &sl->entries[req->index];
+}
+
+static void reply_end(struct json_buf *b, bool direct, size_t mark)
+{
+	if (direct && b->len > mark && json_buf_append(b, "\n", 1))
+		b->len = mark;
+}
+
 void rpc_request_reply(struct rpc_request *req, json_t *result)
 {
 	struct json_buf *e;
+	bool direct;
+	size_t mark;
 
 	if (!req->conn) {
 		req->local_cb(req->local_arg, result ? result : json_null(), 0, NULL);
@@ -447,13 +468,15 @@ void rpc_request_reply(struct rpc_request *req, json_t *result)
 		request_finish(req);
 		return;
 	}
-	e = &req->slot->entries[req->index];
 	if (request_wants_result(req) && !(req->flags & RPC_REPLY_DROP)) {
+		e = reply_buf(req, &direct);
+		mark = e->len;
 		if (json_encode_rpc_result(e, req->id, result)) {
 			LOG_ERROR(MOD, "out of memory encoding a result method=%s", req->method);
-			json_buf_reset(e);
+			e->len = mark;
 			json_encode_rpc_error(e, req->id, RPC_ERROR_INTERNAL, RPC_MSG_INTERNAL);
 		}
+		reply_end(e, direct, mark);
 	}
 	json_decref(result);
 	request_finish(req);
@@ -476,8 +499,10 @@ void rpc_request_reply_raw(struct rpc_request *req, const char *json, size_t len
 		rpc_request_reply(req, v);
 		return;
 	}
-	e = &req->slot->entries[req->index];
 	if (request_wants_result(req) && !(req->flags & RPC_REPLY_DROP)) {
+		bool direct;
+
+		e = reply_buf(req, &direct);
 		mark = e->len;
 		/* The envelope with a null result, then the raw text spliced in
 		 * where "null" would be. */
@@ -489,6 +514,7 @@ void rpc_request_reply_raw(struct rpc_request *req, const char *json, size_t len
 						      RPC_MSG_INTERNAL);
 			}
 		}
+		reply_end(e, direct, mark);
 	}
 	request_finish(req);
 }
@@ -507,11 +533,18 @@ void rpc_request_error(struct rpc_request *req, int code, const char *message)
 		request_finish(req);
 		return;
 	}
-	e = &req->slot->entries[req->index];
 	/* SPDK answers errors even to notifications, with "id": null. */
-	if (!(req->flags & RPC_REPLY_DROP) && json_encode_rpc_error(e, req->id, code, message))
-		LOG_ERROR(MOD, "out of memory encoding an error method=%s",
-			  req->method ? req->method : "-");
+	if (!(req->flags & RPC_REPLY_DROP)) {
+		bool direct;
+		size_t mark;
+
+		e = reply_buf(req, &direct);
+		mark = e->len;
+		if (json_encode_rpc_error(e, req->id, code, message))
+			LOG_ERROR(MOD, "out of memory encoding an error method=%s",
+				  req->method ? req->method : "-");
+		reply_end(e, direct, mark);
+	}
 	request_finish(req);
 }
 
@@ -581,11 +614,12 @@ int rpc_server_call_local(struct rpc_server *s, const char *method, json_t *para
 	req = mem_zalloc(sizeof(*req));
 	if (!req)
 		return -ENOMEM;
-	req->method = mem_strdup(method);
-	if (!req->method) {
+	req->method_json = json_string(method);
+	if (!req->method_json) {
 		mem_free(req);
 		return -ENOMEM;
 	}
+	req->method = json_string_value(req->method_json);
 	req->id = json_integer(0);
 	req->local_server = s;
 	req->local_cb = cb;
@@ -642,11 +676,8 @@ static void request_handle(struct rpc_server *s, struct rpc_request *req, json_t
 		params = NULL;
 	if (params && !json_is_object(params) && !json_is_array(params))
 		goto invalid;
-	req->method = mem_strdup(json_string_value(method));
-	if (!req->method) {
-		rpc_request_error(req, RPC_ERROR_INTERNAL, RPC_MSG_INTERNAL);
-		return;
-	}
+	req->method_json = json_incref(method);
+	req->method = json_string_value(method);
 	LOG_DEBUG(MOD, "request method=%s", req->method);
 	if (s->hook && s->hook(req, req->method, params, s->hook_ctx))
 		return;
@@ -673,14 +704,14 @@ static int conn_handle_value(struct rpc_conn *c, json_t *v)
 	struct rpc_server *s = c->server;
 	bool batch = json_is_array(v) && json_array_size(v) > 0;
 	unsigned n = batch ? (unsigned)json_array_size(v) : 1;
-	struct rpc_request **reqs;
+	struct rpc_request **reqs, *single = NULL;
 	struct rpc_slot *sl;
 	unsigned i;
 
 	sl = slot_new(c, n, batch);
 	if (!sl)
 		return -ENOMEM;
-	reqs = mem_zalloc(n * sizeof(*reqs));
+	reqs = n == 1 ? &single : mem_zalloc(n * sizeof(*reqs));
 	for (i = 0; reqs && i < n; i++) {
 		reqs[i] = request_new(c, sl, i);
 		if (!reqs[i])
@@ -698,7 +729,8 @@ static int conn_handle_value(struct rpc_conn *c, json_t *v)
 		}
 		for (j = 0; reqs && j < i; j++)
 			rpc_request_error(reqs[j], RPC_ERROR_INTERNAL, RPC_MSG_INTERNAL);
-		mem_free(reqs);
+		if (reqs != &single)
+			mem_free(reqs);
 		return 0;
 	}
 	if (!batch && !json_is_object(v))
@@ -708,7 +740,8 @@ static int conn_handle_value(struct rpc_conn *c, json_t *v)
 	else
 		for (i = 0; i < n; i++)
 			request_handle(s, reqs[i], json_array_get(v, i));
-	mem_free(reqs);
+	if (reqs != &single)
+		mem_free(reqs);
 	return 0;
 }
 
