@@ -66,6 +66,8 @@ struct bdev_io_stat {
 	uint64_t read_latency_ticks, write_latency_ticks, unmap_latency_ticks;
 	uint64_t max_read_latency_ticks, min_read_latency_ticks;
 	uint64_t max_write_latency_ticks, min_write_latency_ticks;
+	uint64_t max_unmap_latency_ticks, min_unmap_latency_ticks;
+	uint64_t num_io_errors; /* completions with a non-zero status */
 };
 
 /* What a virtual bdev implements. submit() returns 0 when the I/O was taken

@@ -3,7 +3,7 @@
  *
  * Two sparse images of the device: `cur` (what reads see: every write taken
  * so far) and `dur` (what survives a power loss: the state at the last
- * flush). Both are arrays of 64 KiB chunks allocated on first write; a
+ * flush). Both are arrays of 16 KiB chunks allocated on first write; a
  * missing chunk reads as zeros. Every write (WRITE, WRITE_ZEROES, UNMAP)
  * since the last flush is a pending record holding its own copy of the data
  * (NULL for zeros), so a power loss can re-apply any subset of them in
@@ -15,7 +15,7 @@
 #include <errno.h>
 #include <string.h>
 
-#define FAULT_CHUNK (64u * 1024u)
+#define FAULT_CHUNK (16u * 1024u)
 
 struct fault_rec {
 	uint64_t off, len;
@@ -233,7 +233,7 @@ int bdev_fault_create(const char *name, uint64_t num_blocks, uint32_t block_size
 	struct bdev_params p = {0};
 	int err;
 
-	if (!name || block_size == 0 || block_size % 512 || block_size > FAULT_CHUNK ||
+	if (!name || block_size == 0 || block_size % 512 || block_size > 65536 ||
 	    num_blocks == 0 || num_blocks > (UINT64_MAX / 2) / block_size)
 		return -EINVAL;
 	if (bdev_name_taken(name))

@@ -100,6 +100,10 @@ static void stat_account(struct bdev *bdev, enum bdev_io_type type, uint64_t len
 		s->write_latency_ticks += lat;
 		break;
 	case BDEV_IO_UNMAP:
+		if (s->num_unmap_ops == 0 || lat < s->min_unmap_latency_ticks)
+			s->min_unmap_latency_ticks = lat;
+		if (lat > s->max_unmap_latency_ticks)
+			s->max_unmap_latency_ticks = lat;
 		s->bytes_unmapped += len;
 		s->num_unmap_ops++;
 		s->unmap_latency_ticks += lat;
@@ -118,6 +122,8 @@ static void io_finish(struct bdev_io *b)
 
 	if (status == 0 && b->type != BDEV_IO_FLUSH && b->type != BDEV_IO_WRITE_ZEROES)
 		stat_account(bdev, b->type, b->len, bdev_ticks() - b->start_tick);
+	else if (status != 0)
+		bdev->stat.num_io_errors++;
 	bdev->io_outstanding--;
 	io_put(b);
 	cb(cb_arg, status);

@@ -337,6 +337,9 @@ static void test_stats(void **state)
 	assert_int_equal(s->bytes_read, 1024);
 	assert_int_equal(s->num_unmap_ops, 1);
 	assert_int_equal(s->bytes_unmapped, 2048);
+	assert_true(s->min_unmap_latency_ticks > 0);
+	assert_int_equal(s->min_unmap_latency_ticks, s->max_unmap_latency_ticks);
+	assert_int_equal(s->num_io_errors, 0);
 	assert_true(s->write_latency_ticks > 0);
 	assert_true(s->min_write_latency_ticks <= s->max_write_latency_ticks);
 	assert_true(s->min_read_latency_ticks > 0);
@@ -391,6 +394,7 @@ static void test_outstanding_and_refusal(void **state)
 	assert_int_equal(d.calls, 1);
 	assert_int_equal(d.status, -EIO);
 	assert_int_equal(bdev_stat(b)->num_read_ops, 0); /* failures are not counted */
+	assert_int_equal(bdev_stat(b)->num_io_errors, 1);
 	assert_int_equal(bdev_unregister(b), 0);
 }
 
