@@ -276,6 +276,41 @@ static void test_create_alloc_faults(void **state)
 	assert_int_equal(t_rw(b, BDEV_IO_READ, buf, 0, 512), 0);
 }
 
+/* A real block device when DISKENGINE_TEST_BLOCKDEV names one (e.g. a loop
+ * device over a scratch file; its data is overwritten). Skipped otherwise. */
+static void test_block_device(void **state)
+{
+	const char *dev = getenv("DISKENGINE_TEST_BLOCKDEV");
+	struct bdev *b;
+	uint8_t w[8192], r[8192];
+
+	if (!dev || !*dev) {
+		skip();
+		return;
+	}
+	assert_int_equal(bdev_aio_create("blk", dev, 0, false, NULL, &b), 0);
+	assert_true(bdev_block_size(b) >= 512);
+	assert_true(bdev_num_blocks(b) > 16);
+	uint32_t bs = bdev_block_size(b);
+	assert_true(bs <= 2048 || bs == 4096);
+	size_t n = bs == 4096 ? 4 * 4096 : sizeof(w);
+	uint8_t *wp = bs == 4096 ? malloc(n) : w, *rp = bs == 4096 ? malloc(n) : r;
+	memset(wp, 0x6d, n);
+	assert_int_equal(t_rw(b, BDEV_IO_WRITE, wp, 0, n), 0);
+	assert_int_equal(t_rw(b, BDEV_IO_WRITE_ZEROES, NULL, 0, bs), 0);
+	assert_int_equal(t_rw(b, BDEV_IO_UNMAP, NULL, bs, bs), 0);
+	assert_int_equal(t_rw(b, BDEV_IO_FLUSH, NULL, 0, 0), 0);
+	assert_int_equal(t_rw(b, BDEV_IO_READ, rp, 0, n), 0);
+	for (size_t i = 0; i < n; i++)
+		assert_int_equal(rp[i], i < 2 * bs ? 0 : 0x6d);
+	if (bs == 4096) {
+		free(wp);
+		free(rp);
+	}
+	assert_int_equal(bdev_aio_rescan(b), 0);
+	assert_int_equal(bdev_aio_delete("blk"), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -288,6 +323,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_readonly, aio_setup, aio_teardown),
 		cmocka_unit_test_setup_teardown(test_fini_with_io_in_flight, aio_setup, aio_teardown),
 		cmocka_unit_test_setup_teardown(test_create_alloc_faults, aio_setup, aio_teardown),
+		cmocka_unit_test_setup_teardown(test_block_device, aio_setup, aio_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
