@@ -69,11 +69,13 @@ def test_drop_reply_runs_the_operation(target, workdir):
     call_ok(c, "disktgt_inject_fault", {"method": "bdev_lvol_create", "action": "drop_reply"})
     c.send_raw('{"jsonrpc":"2.0","id":100,"method":"bdev_lvol_create","params":'
                '{"lvol_name":"dropped","size_in_mib":4,"lvs_name":"lvs0"}}')
-    # replies go out in request order: the next reply proves the first was handled
-    c.send_raw('{"jsonrpc":"2.0","id":101,"method":"bdev_lvol_get_lvols"}')
+    # no reply ever comes for id 100; the next reply on the connection is 101's
+    c.send_raw('{"jsonrpc":"2.0","id":101,"method":"spdk_get_version"}')
     resp, _ = c.recv_value()
     assert resp["id"] == 101
-    assert [lv["name"] for lv in resp["result"]] == ["dropped"]
+    # ... and the operation itself ran (the agent must treat a lost reply as "unknown")
+    c2 = target.client()
+    helpers.wait_for(lambda: names(c2) == ["dropped"], 10, what="dropped create to land")
 
 
 def test_exit_after_reply_operation_is_durable(target, workdir):
