@@ -112,6 +112,12 @@ static void framer_compact(struct json_framer *f)
 void *json_framer_space(struct json_framer *f, size_t want)
 {
 	framer_compact(f);
+	/* Give back the memory of a big value once it has been taken out. */
+	if (f->len == 0 && f->cap > (256u << 10) && want <= (64u << 10)) {
+		mem_free(f->buf);
+		f->buf = NULL;
+		f->cap = 0;
+	}
 	if (f->cap - f->len < want) {
 		size_t cap = f->cap ? f->cap : 4096;
 		char *nb;

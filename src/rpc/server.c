@@ -75,6 +75,7 @@ struct rpc_conn {
 	bool read_eof;             /* peer shut down its side */
 	bool close_after_flush;    /* oversize request answered: then close */
 	bool dispatching;          /* inside conn_process_input */
+	bool exit_pending;         /* an RPC_REPLY_EXIT request completed: take nothing more */
 };
 
 struct rpc_request {
@@ -243,7 +244,8 @@ static void conn_close(struct rpc_conn *c, const char *why)
 
 static bool conn_can_read(const struct rpc_conn *c)
 {
-	return !c->read_eof && !c->close_after_flush && c->n_slots < CONN_SLOTS_HIGH &&
+	return !c->read_eof && !c->close_after_flush && !c->exit_pending &&
+	       c->n_slots < CONN_SLOTS_HIGH &&
 	       c->out.len - c->out_off < CONN_OUT_HIGH;
 }
 
@@ -422,8 +424,10 @@ static void request_finish(struct rpc_request *req)
 	}
 	if (req->flags & RPC_REPLY_DROP)
 		json_buf_free(&sl->entries[req->index]);
-	if (req->flags & RPC_REPLY_EXIT)
+	if (req->flags & RPC_REPLY_EXIT) {
 		sl->exit_after = true;
+		c->exit_pending = true;
+	}
 	sl->remaining--;
 	json_decref(req->id);
 	json_decref(req->method_json);
@@ -799,15 +803,12 @@ static void conn_process_input(struct rpc_conn *c)
 
 static void conn_read(struct rpc_conn *c)
 {
-	void *space = json_framer_space(c->framer, CONN_READ_SIZE);
+	/* Read into a scratch buffer, then copy: an idle connection's framer
+	 * stays small (a few KiB) however many connections there are. */
+	static char scratch[CONN_READ_SIZE];
 	ssize_t n;
 
-	if (!space) {
-		LOG_ERROR(MOD, "out of memory reading a request fd=%d", c->fd);
-		conn_close(c, "out of memory");
-		return;
-	}
-	n = recv(c->fd, space, CONN_READ_SIZE, MSG_DONTWAIT);
+	n = recv(c->fd, scratch, sizeof(scratch), MSG_DONTWAIT);
 	if (n < 0) {
 		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
 			return;
@@ -819,7 +820,11 @@ static void conn_read(struct rpc_conn *c)
 		conn_pump(c);
 		return;
 	}
-	json_framer_commit(c->framer, (size_t)n);
+	if (json_framer_feed(c->framer, scratch, (size_t)n)) {
+		LOG_ERROR(MOD, "out of memory reading a request fd=%d", c->fd);
+		conn_close(c, "out of memory");
+		return;
+	}
 	conn_process_input(c);
 }
 

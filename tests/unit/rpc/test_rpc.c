@@ -652,8 +652,19 @@ static void test_server_hook_and_drop(void **state)
 }
 
 /* RPC_REPLY_EXIT in a child process: the reply is written, then exit 1. */
+static char mark_path[64];
+
 static bool exit_hook(struct rpc_request *req, const char *method, json_t *params, void *ctx)
 {
+	if (strcmp(method, "mark") == 0) {
+		/* Leaves a trace that this request ran. */
+		FILE *fp = fopen(mark_path, "w");
+
+		if (fp)
+			fclose(fp);
+		rpc_request_reply_true(req);
+		return true;
+	}
 	rpc_request_set_flags(req, RPC_REPLY_EXIT);
 	return false;
 }
@@ -664,6 +675,8 @@ static void test_server_exit_flag(void **state)
 	pid_t pid;
 	int status;
 
+	snprintf(mark_path, sizeof(mark_path), "/tmp/de-rpc-mark-%d", (int)getpid());
+	unlink(mark_path);
 	rpc_server_set_hook(f->s, exit_hook, NULL);
 	fflush(NULL);
 	pid = fork();
@@ -671,7 +684,9 @@ static void test_server_exit_flag(void **state)
 		for (;;)
 			ev_loop_run_once(f->loop, 100);
 	}
-	fx_send_str(f, "{\"method\":\"echo\",\"id\":1,\"params\":[\"bye\"]}");
+	/* The second request, in the same write, must never run. */
+	fx_send_str(f, "{\"method\":\"echo\",\"id\":1,\"params\":[\"bye\"]}"
+		       "{\"method\":\"mark\",\"id\":2}");
 	{
 		uint64_t deadline = clock_mono_ms() + 5000;
 		char buf[512];
@@ -692,7 +707,16 @@ static void test_server_exit_flag(void **state)
 	assert_int_equal(waitpid(pid, &status, 0), pid);
 	assert_true(WIFEXITED(status));
 	assert_int_equal(WEXITSTATUS(status), 1);
+	{
+		char buf[512];
+		ssize_t n;
+
+		usleep(50000);
+		while ((n = read(f->fd, buf, sizeof(buf))) > 0)
+			json_buf_append(&f->in, buf, (size_t)n);
+	}
 	assert_string_equal(json_buf_cstr(&f->in), "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":[\"bye\"]}\n");
+	assert_int_equal(access(mark_path, F_OK), -1);
 	rpc_server_set_hook(f->s, NULL, NULL);
 }
 
