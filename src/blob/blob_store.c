@@ -307,7 +307,9 @@ static void flush_done(void *arg, int status)
 		if (bs->flush_zero_epoch > bs->zero_durable_epoch)
 			bs->zero_durable_epoch = bs->flush_zero_epoch;
 	} else {
-		LOG_ERROR(MOD, "flush failed bdev=%s status=%d", bdev_name(bs->bdev), status);
+		if (!bs->failed)
+			LOG_ERROR(MOD, "flush failed, store refuses changes bdev=%s status=%d",
+				  bdev_name(bs->bdev), status);
 		bs->failed = true;
 	}
 	if (bs->flush_next)
@@ -380,7 +382,8 @@ static void zero_done(void *arg, int status)
 	if (status == 0) {
 		bs_bitmap_clear(&bs->pages, z->page);
 	} else {
-		LOG_ERROR(MOD, "md page zeroing failed page=%u status=%d", z->page, status);
+		if (!bs->failed)
+			LOG_ERROR(MOD, "md page zeroing failed page=%u status=%d", z->page, status);
 		bs->failed = true; /* the page stays allocated: never reused */
 	}
 	mem_free(z);
@@ -1437,7 +1440,7 @@ static void unload_finish_now(void *arg, int status)
 {
 	struct unload_ctx *u = arg;
 	if (status)
-		LOG_ERROR(MOD, "unload failed bdev=%s status=%d", bdev_name(u->bs->bdev), status);
+		LOG_WARN(MOD, "unload failed (store left dirty) bdev=%s status=%d", bdev_name(u->bs->bdev), status);
 	bs_dma_free(u->masks);
 	store_release(u->bs);
 	blob_done_cb cb = u->cb;
