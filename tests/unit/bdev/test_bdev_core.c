@@ -225,6 +225,44 @@ static void test_examine(void **state)
 	(void)early;
 }
 
+/* An examine that finds something registers new bdevs (an lvstore's lvols),
+ * which are examined too; the wait ends only after all of them. */
+static int nested_seen;
+static void nested_done_later(struct ev_loop *loop, void *arg)
+{
+	bdev_examine_done(arg);
+}
+
+static void nested_start(struct bdev *b, void *arg)
+{
+	nested_seen++;
+	if (strcmp(bdev_name(b), "base") == 0) {
+		struct bdev_params p = { .name = "child", .block_size = 512, .num_blocks = 4,
+					 .ops = &null_ops };
+		struct bdev *c;
+		assert_int_equal(bdev_register(&p, &c), 0);
+		assert_int_equal(bdev_claim(b, BDEV_CLAIM_EXCL_WRITE, "lvol"), 0);
+	}
+	/* finish later, from the loop */
+	assert_int_equal(ev_defer(t_loop, nested_done_later, b), 0);
+}
+
+static void test_examine_nested(void **state)
+{
+	struct bdev *b;
+	int w = 0;
+
+	assert_int_equal(bdev_examine_register(nested_start, NULL), 0);
+	assert_int_equal(bdev_malloc_create("base", NULL, 8, 512, &b), 0);
+	assert_int_equal(bdev_wait_for_examine(waited, &w), 0);
+	t_wait(&w, 1);
+	assert_int_equal(nested_seen, 2);
+	assert_non_null(bdev_find("child"));
+	assert_int_equal(bdev_examine_pending(), 0);
+	assert_int_equal(bdev_claim_type(b), BDEV_CLAIM_EXCL_WRITE);
+	/* fini with a claimed base: forced, reverse order */
+}
+
 /* -------------------------------------------------------------- I/O */
 
 static void test_io_validation(void **state)
@@ -490,6 +528,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_many_bdevs, t_setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_claims, t_setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_examine, t_setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_examine_nested, t_setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_io_validation, t_setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_completion_never_inline, t_setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_malloc_data, t_setup, t_teardown),

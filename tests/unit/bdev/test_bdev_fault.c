@@ -5,6 +5,14 @@
 
 #define BS 512
 
+static uint64_t rng_next(uint64_t *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 7;
+	*s ^= *s << 17;
+	return *s;
+}
+
 static void fill(uint8_t *p, size_t n, uint8_t v)
 {
 	memset(p, v, n);
@@ -244,6 +252,94 @@ static void test_write_enomem(void **state)
 	assert_int_equal(bdev_fault_configure(NULL, &(struct bdev_fault_opts){0}), -EINVAL);
 }
 
+/*
+ * Random model check: blocks hold a one-byte "version" (every byte of the
+ * block). The model keeps each block's durable value and every value pending
+ * since the last flush. After a power loss each block must hold its durable
+ * value or one of its pending values; keep 0 gives exactly the durable
+ * image, keep 1 exactly the latest. Two devices fed the same operations and
+ * the same seed end identical.
+ */
+#define MB 64
+struct model {
+	uint8_t dur[MB], cur[MB];
+	uint8_t pend[MB][64];
+	int npend[MB];
+};
+
+static void model_write(struct model *m, int blk, int n, uint8_t v)
+{
+	for (int i = blk; i < blk + n; i++) {
+		m->cur[i] = v;
+		if (m->npend[i] < 64)
+			m->pend[i][m->npend[i]++] = v;
+	}
+}
+
+static void test_random_model(void **state)
+{
+	struct bdev *a, *b;
+	struct model m;
+	uint64_t rng = 12345;
+	uint8_t buf[8 * BS];
+	uint8_t ver = 1;
+
+	assert_int_equal(bdev_fault_create("a", MB, BS, &a), 0);
+	assert_int_equal(bdev_fault_create("b", MB, BS, &b), 0);
+	memset(&m, 0, sizeof(m));
+	for (int round = 0; round < 300; round++) {
+		int nops = (int)(rng_next(&rng) % 12);
+		for (int k = 0; k < nops; k++) {
+			int blk = (int)(rng_next(&rng) % MB);
+			int n = 1 + (int)(rng_next(&rng) % 8);
+			if (blk + n > MB)
+				n = MB - blk;
+			unsigned op = rng_next(&rng) % 10;
+			if (op < 6) {
+				ver = ver == 255 ? 1 : ver + 1;
+				memset(buf, ver, sizeof(buf));
+				assert_int_equal(t_rw(a, BDEV_IO_WRITE, buf, blk * BS, n * BS), 0);
+				assert_int_equal(t_rw(b, BDEV_IO_WRITE, buf, blk * BS, n * BS), 0);
+				model_write(&m, blk, n, ver);
+			} else if (op < 8) {
+				enum bdev_io_type t = op == 6 ? BDEV_IO_WRITE_ZEROES : BDEV_IO_UNMAP;
+				assert_int_equal(t_rw(a, t, NULL, blk * BS, n * BS), 0);
+				assert_int_equal(t_rw(b, t, NULL, blk * BS, n * BS), 0);
+				model_write(&m, blk, n, 0);
+			} else if (op == 8) {
+				assert_int_equal(t_rw(a, BDEV_IO_FLUSH, NULL, 0, 0), 0);
+				assert_int_equal(t_rw(b, BDEV_IO_FLUSH, NULL, 0, 0), 0);
+				memcpy(m.dur, m.cur, MB);
+				memset(m.npend, 0, sizeof(m.npend));
+			} else {
+				int i = (int)(rng_next(&rng) % MB);
+				assert_int_equal(block_val(a, i), m.cur[i]);
+			}
+		}
+		double keep = (double)(rng_next(&rng) % 5) / 4.0; /* 0, .25, .5, .75, 1 */
+		uint64_t seed = rng_next(&rng);
+		assert_int_equal(bdev_fault_power_loss(a, keep, seed), 0);
+		assert_int_equal(bdev_fault_power_loss(b, keep, seed), 0);
+		for (int i = 0; i < MB; i++) {
+			uint8_t v = block_val(a, i);
+			assert_int_equal(block_val(b, i), v);
+			if (keep == 0.0) {
+				assert_int_equal(v, m.dur[i]);
+			} else if (keep == 1.0) {
+				assert_int_equal(v, m.cur[i]);
+			} else {
+				bool ok = v == m.dur[i];
+				for (int j = 0; j < m.npend[i] && !ok; j++)
+					ok = v == m.pend[i][j];
+				assert_true(ok);
+			}
+			m.dur[i] = m.cur[i] = v;
+			m.npend[i] = 0;
+		}
+		assert_int_equal(bdev_fault_pending_count(a), 0);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -254,6 +350,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_crash_after_writes, t_setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_big_sparse, t_setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_write_enomem, t_setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_random_model, t_setup, t_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
