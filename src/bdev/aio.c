@@ -165,6 +165,10 @@ static void aio_submit_defer_cb(struct ev_loop *loop, void *arg)
 		return;
 	ar.submit_scheduled = false;
 	aio_submit_now();
+	/* Page-cache hits complete inside io_uring_enter: reap them now
+	 * instead of waiting for the eventfd round trip. */
+	if (io_uring_cq_ready(&ar.ring))
+		aio_reap();
 }
 
 /* Prepares the SQE of the request's next step; false if the ring is full. */
