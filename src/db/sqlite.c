@@ -252,6 +252,23 @@ static int sq_change_counter(struct db *db, uint64_t *out)
 	return 0;
 }
 
+/* 0 when the directory holding `path` is writable. */
+static int dir_writable(const char *path)
+{
+	char dir[DB_PATH_MAX * 4];
+	char *slash;
+
+	snprintf(dir, sizeof(dir), "%s", path);
+	slash = strrchr(dir, '/');
+	if (!slash)
+		return access(".", W_OK);
+	if (slash == dir)
+		slash[1] = '\0';
+	else
+		*slash = '\0';
+	return access(dir, W_OK);
+}
+
 int db_sqlite_open(const char *path, bool create, struct db **out, char *err, size_t errlen)
 {
 	struct db *db = NULL;
@@ -287,6 +304,12 @@ int db_sqlite_open(const char *path, bool create, struct db **out, char *err, si
 	}
 	if (access(path, W_OK) != 0) {
 		snprintf(err, errlen, "database %s is read-only (no write permission)", path);
+		return -EROFS;
+	}
+	if (dir_writable(path) != 0) {
+		snprintf(err, errlen,
+			 "directory of database %s is not writable (SQLite keeps its -wal and -shm files there)",
+			 path);
 		return -EROFS;
 	}
 

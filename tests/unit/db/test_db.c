@@ -186,6 +186,20 @@ static void test_open_readonly(void **state)
 		assert_int_equal(waitpid(pid, &status, 0), pid);
 		assert_true(WIFEXITED(status));
 		assert_int_equal(WEXITSTATUS(status), 0);
+		/* A writable file in a directory we may not write: also refused. */
+		assert_int_equal(chmod(f->path, 0666), 0);
+		pid = fork();
+		assert_true(pid >= 0);
+		if (pid == 0) {
+			if (setgid(65534) != 0 || setuid(65534) != 0)
+				_exit(2);
+			_exit(readonly_check(f->path) == -EROFS &&
+			      strstr(db_open_errmsg(), "directory") ? 0 : 1);
+		}
+		assert_int_equal(waitpid(pid, &status, 0), pid);
+		assert_true(WIFEXITED(status));
+		assert_int_equal(WEXITSTATUS(status), 0);
+		assert_int_equal(chmod(f->path, 0600), 0);
 	}
 	assert_int_equal(db_open(f->path, &f->db), 0);
 }
@@ -1080,6 +1094,25 @@ static int fault_workload(const char *path)
 	if ((rc = db_node_list(db, &nodes, &cnt)) < 0)
 		goto out;
 	db_node_list_free(nodes, cnt);
+	if ((rc = db_lvol_set_state(db, id, 0, DB_LVOL_READY, "ok")) < 0)
+		goto out;
+	int64_t sid = 0;
+	struct db_snapshot snap, *snaps = NULL;
+	if ((rc = db_snapshot_create(db, id, &sid)) < 0)
+		goto out;
+	if ((rc = db_snapshot_get(db, sid, &snap)) < 0)
+		goto out;
+	if ((rc = db_snapshot_list_by_state(db, "n1", DB_SNAPSHOT_CREATING, &snaps, &cnt)) < 0)
+		goto out;
+	db_snapshot_list_free(snaps, cnt);
+	if ((rc = db_snapshot_delete(db, sid)) < 0)
+		goto out;
+	struct db_lvol_spec placed = { .size = MiB, .thin = true, .node = "n1" };
+	rc = db_lvol_create(db, &placed, NULL);
+	if (rc < 0 && rc != -ENOENT) /* n1 is not live: refused, cleanly */
+		goto out;
+	if ((rc = db_event_resolve(db, "k", "o")) < 0)
+		goto out;
 	rc = db_lvol_delete(db, id);
 out:
 	db_close(db);
