@@ -37,6 +37,7 @@ struct nvme_cmd {
 	uint8_t xfer;     /* NVME_XFER_* */
 	bool active;
 	bool r2t_active;  /* an R2T is being served */
+	bool icd;         /* write data went in-capsule (no R2T allowed) */
 	uint16_t send_refs; /* send-queue entries still pointing at this slot */
 	uint16_t ttag;
 	uint32_t c2h_done;  /* bytes of C2H data received */

@@ -487,6 +487,7 @@ int nvme_qpair_submit(struct nvme_qpair *qp, const struct nvme_sqe *sqe, void *d
 		cap->ch.pdo = 0;
 		cap->ch.plen = hdr_total;
 	}
+	c->icd = icd;
 	if (qp->hdgst)
 		nvme_put_le32(c->cap_hdgst, nvme_tcp_digest(cap, sizeof(*cap)));
 	sendq_push(qp, cap, hdr_total, slot, false);
@@ -602,6 +603,12 @@ static int handle_header(struct nvme_qpair *qp, const uint8_t *hdr, uint32_t hdr
 			return protocol_error(qp, "capsule resp for unknown cid");
 		if (c->send_refs > 0 || c->r2t_active)
 			return protocol_error(qp, "capsule resp before data was sent");
+		if (c->xfer == NVME_XFER_CTRLR_TO_HOST && NVME_STATUS_IS_OK(r.cqe.status) &&
+		    c->c2h_done != c->len)
+			return protocol_error(qp, "successful read with short data");
+		if (c->xfer == NVME_XFER_HOST_TO_CTRLR && !c->icd && NVME_STATUS_IS_OK(r.cqe.status) &&
+		    c->h2c_next != c->len)
+			return protocol_error(qp, "successful write without all data sent");
 		complete_slot(qp, r.cqe.cid, &r.cqe);
 		return 1;
 	}
@@ -638,8 +645,8 @@ static int handle_header(struct nvme_qpair *qp, const uint8_t *hdr, uint32_t hdr
 		if (ch.plen != hdr_total)
 			return protocol_error(qp, "r2t plen");
 		c = active_slot(qp, r.cccid);
-		if (!c || c->xfer != NVME_XFER_HOST_TO_CTRLR)
-			return protocol_error(qp, "r2t for unknown or non-write cid");
+		if (!c || c->xfer != NVME_XFER_HOST_TO_CTRLR || c->icd || c->send_refs > 0)
+			return protocol_error(qp, "r2t for unknown, non-write or in-capsule cid");
 		if (c->r2t_active || r.r2tl == 0 || r.r2to != c->h2c_next ||
 		    (uint64_t)r.r2to + r.r2tl > c->len)
 			return protocol_error(qp, "r2t offset/length");

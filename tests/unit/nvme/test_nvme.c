@@ -608,6 +608,7 @@ static void test_raw_errors(void **state)
 		{ "c2h success w/o last", NVME_TCP_PDU_C2H_DATA, 24, NVME_TCP_FLAG_SUCCESS, 24 },
 		{ "r2t for read", NVME_TCP_PDU_R2T, 24, 0, 24 },
 		{ "termreq", NVME_TCP_PDU_C2H_TERM_REQ, 24, 0, 24 },
+		{ "successful read without data", NVME_TCP_PDU_CAPSULE_RESP, 24, 0, 24 },
 	};
 
 	for (size_t i = 0; i < COMMON_ARRAY_SIZE(cases); i++) {
@@ -641,6 +642,85 @@ static void test_raw_errors(void **state)
 		nvme_qpair_destroy(qp);
 		close(peer);
 	}
+}
+
+static void test_raw_r2t_rules(void **state)
+{
+	struct nvme_qpair *qp;
+	struct nvme_tcp_capsule_cmd cap;
+	struct nvme_tcp_r2t r2t;
+	struct acount a = { 0 };
+	uint8_t buf[4096] = { 0 }, icd[4096];
+	int peer, rc = 0;
+
+	/* R2T for a write whose data went in-capsule is a protocol error */
+	make_pair(&qp, &peer);
+	qp->icd_max = 4096;
+	assert_int_equal(nvme_qpair_write(qp, 1, 0, 8, buf, acb, &a), 0);
+	assert_int_equal(nvme_qpair_flush(qp), 0);
+	read_capsule(peer, &cap);
+	assert_int_equal(cap.sqe.sgl1.id, NVME_SGL_ID_ICD);
+	assert_int_equal(cap.ch.pdo, 72);
+	assert_int_equal(cap.ch.plen, 72 + 4096);
+	assert_int_equal(recv(peer, icd, sizeof(icd), MSG_WAITALL), (ssize_t)sizeof(icd));
+	memset(&r2t, 0, sizeof(r2t));
+	r2t.ch.pdu_type = NVME_TCP_PDU_R2T;
+	r2t.ch.hlen = 24;
+	r2t.ch.plen = 24;
+	r2t.cccid = cap.sqe.cid;
+	r2t.r2tl = 4096;
+	assert_int_equal(send(peer, &r2t, sizeof(r2t), 0), (ssize_t)sizeof(r2t));
+	for (int k = 0; k < 50 && rc >= 0; k++)
+		rc = nvme_qpair_poll(qp, 20);
+	assert_int_equal(rc, -ECONNRESET);
+	assert_int_equal(a.errors, 1);
+	nvme_qpair_destroy(qp);
+	close(peer);
+
+	/* two R2Ts for one write (offsets 0 and 2048): the host sends each part,
+	 * LAST_PDU on the last PDU of each R2T */
+	a.done = a.errors = 0;
+	make_pair(&qp, &peer);
+	qp->maxh2cdata = 1024;
+	assert_int_equal(nvme_qpair_write(qp, 1, 0, 8, buf, acb, &a), 0);
+	assert_int_equal(nvme_qpair_flush(qp), 0);
+	read_capsule(peer, &cap);
+	assert_int_equal(cap.sqe.sgl1.id, NVME_SGL_ID_TRANSPORT);
+	for (uint32_t part = 0; part < 2; part++) {
+		r2t.cccid = cap.sqe.cid;
+		r2t.ttag = (uint16_t)(7 + part);
+		r2t.r2to = part * 2048;
+		r2t.r2tl = 2048;
+		assert_int_equal(send(peer, &r2t, sizeof(r2t), 0), (ssize_t)sizeof(r2t));
+		for (int pdu = 0; pdu < 2; pdu++) {
+			struct nvme_tcp_data_hdr h;
+			uint8_t data[1024];
+
+			assert_true(nvme_qpair_poll(qp, 0) >= 0);
+			assert_int_equal(recv(peer, &h, sizeof(h), MSG_WAITALL), (ssize_t)sizeof(h));
+			assert_int_equal(h.ch.pdu_type, NVME_TCP_PDU_H2C_DATA);
+			assert_int_equal(h.ttag, 7 + part);
+			assert_int_equal(h.datao, part * 2048 + pdu * 1024);
+			assert_int_equal(h.datal, 1024);
+			assert_int_equal(!!(h.ch.flags & NVME_TCP_FLAG_LAST_PDU), pdu == 1);
+			assert_int_equal(recv(peer, data, sizeof(data), MSG_WAITALL), (ssize_t)sizeof(data));
+		}
+	}
+	{
+		struct nvme_tcp_capsule_resp r;
+
+		memset(&r, 0, sizeof(r));
+		r.ch.pdu_type = NVME_TCP_PDU_CAPSULE_RESP;
+		r.ch.hlen = 24;
+		r.ch.plen = 24;
+		r.cqe.cid = cap.sqe.cid;
+		assert_int_equal(send(peer, &r, sizeof(r), 0), (ssize_t)sizeof(r));
+	}
+	while (a.done == 0)
+		assert_true(nvme_qpair_poll(qp, 1000) >= 0);
+	assert_int_equal(a.errors, 0);
+	nvme_qpair_destroy(qp);
+	close(peer);
 }
 
 static void test_raw_peer_close(void **state)
@@ -708,6 +788,7 @@ int main(void)
 		cmocka_unit_test(test_async_qpair),
 		cmocka_unit_test(test_raw_fragmented_c2h),
 		cmocka_unit_test(test_raw_errors),
+		cmocka_unit_test(test_raw_r2t_rules),
 		cmocka_unit_test(test_raw_peer_close),
 		cmocka_unit_test(test_alloc_faults),
 	};
