@@ -252,6 +252,10 @@ static void req_result(struct aio_req *r, int res)
 {
 	bool rw = r->type == BDEV_IO_READ || r->type == BDEV_IO_WRITE || r->zero_by_write;
 
+	if (r->disk->dead) {
+		req_complete(r, -ENODEV); /* dropped: nobody waits for it */
+		return;
+	}
 	if (res == -EAGAIN || res == -EINTR) {
 		req_issue_or_queue(r);
 		return;

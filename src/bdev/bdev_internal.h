@@ -29,6 +29,7 @@ struct bdev {
 
 	/* Examine: queued = not started yet; examine_left = hooks not done. */
 	bool examine_queued;
+	bool examine_starting; /* inside the loop calling the hooks' start */
 	unsigned examine_hooks; /* hooks to start (those registered before it) */
 	unsigned examine_left;
 	struct bdev *examine_prev, *examine_next; /* queue of not-started examines */

@@ -276,8 +276,10 @@ static void examine_run(struct ev_loop *loop, void *arg)
 		struct bdev *bdev = reg.exq_head;
 		unsigned n = bdev->examine_hooks;
 		exq_remove(bdev);
+		bdev->examine_starting = true; /* no unregister between two hooks */
 		for (unsigned i = 0; i < n; i++)
 			reg.hooks[i].start(bdev, reg.hooks[i].arg);
+		bdev->examine_starting = false;
 	}
 }
 
@@ -480,7 +482,7 @@ int bdev_unregister(struct bdev *bdev)
 		return -EINVAL;
 	if (bdev->claim_type != BDEV_CLAIM_NONE || bdev->io_outstanding)
 		return -EBUSY;
-	if (bdev->examine_left && !bdev->examine_queued)
+	if ((bdev->examine_left && !bdev->examine_queued) || bdev->examine_starting)
 		return -EBUSY;
 	bdev_destroy(bdev);
 	return 0;

@@ -169,8 +169,11 @@ static bool examine_async;
 static void examine_start(struct bdev *b, void *arg)
 {
 	examined[nexamined++] = b;
-	if (!examine_async)
+	if (!examine_async) {
 		bdev_examine_done(b);
+		/* done, but other hooks still have to start on it */
+		assert_int_equal(bdev_unregister(b), -EBUSY);
+	}
 }
 
 static void waited(void *arg)
