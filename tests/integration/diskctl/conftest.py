@@ -2,6 +2,7 @@
 test, a runner for the real diskctl binary, and direct SQL access that plays
 the agent's part (observed-state writes) so diskctl can be tested alone."""
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -67,9 +68,7 @@ def ctl(tmpdir_short):
     return Ctl(tmpdir_short)
 
 
-@pytest.fixture
-def fleet(ctl):
-    """Two nodes, a disk on each, lvol 1 READY on d1 (as if an agent ran)."""
+def build_fleet(ctl):
     sock = os.path.join(ctl.dir, "n1.sock")
     ctl.run("node", "add", "n1", "--rpc-socket", sock)
     ctl.run("node", "add", "n2", "--rpc-socket", os.path.join(ctl.dir, "n2.sock"))
@@ -81,4 +80,21 @@ def fleet(ctl):
     assert out.strip() == "1"
     ctl.sql("UPDATE lvols SET state='READY', uuid='6f1c2f0e-7a54-4a3e-9d36-1c1b7e3f0a11', "
             "real_size=67108864 WHERE id=1")
+
+
+@pytest.fixture(scope="session")
+def fleet_template():
+    """The fleet store built once through diskctl; each test gets a copy."""
+    d = helpers.short_tmpdir("de-fleet-")
+    c = Ctl(d)
+    build_fleet(c)
+    yield c.db
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def fleet(ctl, fleet_template):
+    """Two nodes, a disk on each, lvol 1 READY on d1 (as if an agent ran)."""
+    shutil.copyfile(fleet_template, ctl.db)
+    os.chmod(ctl.db, 0o600)
     return ctl
