@@ -865,6 +865,8 @@ static void conn_event(struct ev_loop *loop, int fd, uint32_t events, void *arg)
 	if (conn->closed)
 		return;
 	if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+		if (conn->connected && conn->qid)
+			nvmf_tgt_busy(tgt);
 		for (int i = 0; i < NVMF_READS_PER_EVENT && !conn->closed; i++) {
 			ssize_t n = recv(fd, tgt->rbuf, NVMF_RBUF_SIZE, MSG_DONTWAIT);
 			if (n > 0) {

@@ -64,7 +64,7 @@ void nvmf_tgt_destroy(struct nvmf_tgt *tgt)
 			nvmf_conn_close(c, "target shutdown");
 	/* Wait for bdev I/O still in flight so no callback touches freed memory. */
 	uint64_t deadline = clock_mono_ms() + 5000;
-	while (tgt->conns && clock_mono_ms() < deadline)
+	while ((tgt->conns || tgt->spin_scheduled) && clock_mono_ms() < deadline)
 		ev_loop_run_once(tgt->loop, 10);
 	if (tgt->conns)
 		LOG_WARN(NVMF_LOG, "target destroyed with connections still waiting for I/O");
@@ -79,6 +79,26 @@ void nvmf_tgt_destroy(struct nvmf_tgt *tgt)
 		mem_free(t);
 	}
 	mem_free(tgt);
+}
+
+static void tgt_spin(struct ev_loop *loop, void *arg)
+{
+	struct nvmf_tgt *tgt = arg;
+
+	tgt->spin_scheduled = false;
+	if (tgt->destroying || clock_mono_us() >= tgt->busy_until_us)
+		return;
+	if (ev_defer(loop, tgt_spin, tgt) == 0)
+		tgt->spin_scheduled = true;
+}
+
+void nvmf_tgt_busy(struct nvmf_tgt *tgt)
+{
+	tgt->busy_until_us = clock_mono_us() + NVMF_BUSY_POLL_US;
+	if (tgt->spin_scheduled || tgt->destroying)
+		return;
+	if (ev_defer(tgt->loop, tgt_spin, tgt) == 0)
+		tgt->spin_scheduled = true;
 }
 
 int nvmf_tgt_bdev_removed(struct nvmf_tgt *tgt, struct bdev *bdev)
