@@ -74,6 +74,18 @@ static struct {
 	struct aio_disk *zombies;
 } ar = { .efd = -1 };
 
+/* Test hook (bdev_aio_test_mangle); survives module fini. */
+static struct {
+	unsigned eagain_every, short_every, n_eagain, n_short;
+} mangle;
+
+void bdev_aio_test_mangle(unsigned eagain_every, unsigned short_every)
+{
+	mangle.eagain_every = eagain_every;
+	mangle.short_every = short_every;
+	mangle.n_eagain = mangle.n_short = 0;
+}
+
 static void aio_reap(void);
 
 /* ---------------------------------------------------------- requests */
@@ -188,6 +200,9 @@ static bool req_issue(struct aio_req *r)
 		if (!sqe)
 			return false;
 	}
+	/* test hook: issue only half, the kernel really transfers less */
+	if (mangle.short_every && n > 1 && ++mangle.n_short % mangle.short_every == 0)
+		n /= 2;
 	switch (r->type) {
 	case BDEV_IO_READ:
 		io_uring_prep_read(sqe, fd, r->buf + r->done, n, r->off + r->done);
@@ -256,6 +271,8 @@ static void req_result(struct aio_req *r, int res)
 		req_complete(r, -ENODEV); /* dropped: nobody waits for it */
 		return;
 	}
+	if (mangle.eagain_every && ++mangle.n_eagain % mangle.eagain_every == 0)
+		res = -EAGAIN;
 	if (res == -EAGAIN || res == -EINTR) {
 		req_issue_or_queue(r);
 		return;

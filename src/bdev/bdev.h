@@ -187,6 +187,11 @@ bool bdev_aio_readonly(const struct bdev *bdev);
 uint32_t bdev_aio_block_size_override(const struct bdev *bdev);
 /* -ENODEV if there is no aio bdev of that name, -EBUSY if claimed. */
 int bdev_aio_delete(const char *name);
+/* Tests only: from now on every `eagain_every`-th io_uring result is taken
+ * as -EAGAIN (the I/O did happen; redoing it is harmless) and every
+ * `short_every`-th read/write is issued for half its length (a real short
+ * transfer), so the resubmit paths run. 0 = off. */
+void bdev_aio_test_mangle(unsigned eagain_every, unsigned short_every);
 
 /*
  * Test device (RAM, volatile write cache semantics: a write is durable only

@@ -276,6 +276,55 @@ static void test_create_alloc_faults(void **state)
 	assert_int_equal(t_rw(b, BDEV_IO_READ, buf, 0, 512), 0);
 }
 
+/* EAGAIN results and short transfers are redone until the request is whole. */
+static void test_eagain_and_short(void **state)
+{
+	struct bdev *b;
+	enum { N = 300 };
+	static uint8_t w[N][8192], r[N][8192];
+	struct many m = {0};
+
+	assert_int_equal(bdev_aio_create("a", t_path, 0, false, NULL, &b), 0);
+	bdev_aio_test_mangle(3, 2);
+	for (int i = 0; i < N; i++) {
+		memset(w[i], i & 0xff, sizeof(w[i]));
+		w[i][100] = (uint8_t)(i >> 8);
+		assert_int_equal(bdev_write(b, w[i], (uint64_t)i * 8192, 8192, many_cb, &m), 0);
+	}
+	assert_int_equal(bdev_write_zeroes(b, N * 8192, 65536, many_cb, &m), 0);
+	assert_int_equal(bdev_flush(b, many_cb, &m), 0);
+	t_wait(&m.done, N + 2);
+	assert_int_equal(m.errors, 0);
+	m.done = 0;
+	for (int i = 0; i < N; i++)
+		assert_int_equal(bdev_read(b, r[i], (uint64_t)i * 8192, 8192, many_cb, &m), 0);
+	t_wait(&m.done, N);
+	bdev_aio_test_mangle(0, 0);
+	assert_int_equal(m.errors, 0);
+	assert_memory_equal(w, r, sizeof(w));
+	assert_int_equal(bdev_stat(b)->num_write_ops, N);
+	assert_int_equal(bdev_stat(b)->bytes_read, (uint64_t)N * 8192);
+}
+
+/* No deferred call can be allocated: submission and completion still work. */
+static void test_no_defer_memory(void **state)
+{
+	struct bdev *b;
+	uint8_t buf[4096];
+	struct many m = {0};
+
+	assert_int_equal(bdev_aio_create("a", t_path, 0, false, NULL, &b), 0);
+	assert_int_equal(t_rw(b, BDEV_IO_READ, buf, 0, 4096), 0); /* pools warm */
+	mem_fault_set(0);
+	for (int i = 0; i < 8; i++)
+		assert_int_equal(bdev_read(b, buf, 0, 4096, many_cb, &m), 0);
+	assert_int_equal(bdev_write(b, buf, 0, 4096, many_cb, &m), 0);
+	assert_int_equal(bdev_flush(b, many_cb, &m), 0);
+	t_wait(&m.done, 10);
+	mem_fault_clear();
+	assert_int_equal(m.errors, 0);
+}
+
 /* A real block device when DISKENGINE_TEST_BLOCKDEV names one (e.g. a loop
  * device over a scratch file; its data is overwritten). Skipped otherwise. */
 static void test_block_device(void **state)
@@ -323,6 +372,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_readonly, aio_setup, aio_teardown),
 		cmocka_unit_test_setup_teardown(test_fini_with_io_in_flight, aio_setup, aio_teardown),
 		cmocka_unit_test_setup_teardown(test_create_alloc_faults, aio_setup, aio_teardown),
+		cmocka_unit_test_setup_teardown(test_eagain_and_short, aio_setup, aio_teardown),
+		cmocka_unit_test_setup_teardown(test_no_defer_memory, aio_setup, aio_teardown),
 		cmocka_unit_test_setup_teardown(test_block_device, aio_setup, aio_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
