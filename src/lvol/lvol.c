@@ -358,21 +358,47 @@ static int lvol_bdev_submit(void *ctx, enum bdev_io_type type, void *buf, uint64
 
 static void examine_loaded(void *arg, struct blob_store *bs, int status);
 
+#define EXAMINE_MAX 64
+static struct bdev *examining[EXAMINE_MAX];
+
+static bool examining_del(struct bdev *bdev)
+{
+	for (unsigned i = 0; i < EXAMINE_MAX; i++) {
+		if (examining[i] == bdev) {
+			examining[i] = NULL;
+			return true;
+		}
+	}
+	return false;
+}
+
 static void lvol_examine(struct bdev *bdev, void *arg)
 {
 	(void)arg;
-	if (lvol_from_bdev(bdev) || bdev_claim_type(bdev) != BDEV_CLAIM_NONE) {
+	bool busy = false;
+	int slot = -1;
+	for (int i = 0; i < EXAMINE_MAX; i++) {
+		if (examining[i] == bdev)
+			busy = true;
+		if (!examining[i] && slot < 0)
+			slot = i;
+	}
+	if (!g.init || busy || slot < 0 || lvol_from_bdev(bdev) || bdev_claim_type(bdev) != BDEV_CLAIM_NONE) {
 		bdev_examine_done(bdev);
 		return;
 	}
+	examining[slot] = bdev;
 	int rc = blob_store_load(bdev, examine_loaded, bdev);
-	if (rc)
+	if (rc) {
+		examining[slot] = NULL;
 		bdev_examine_done(bdev);
+	}
 }
 
 static void examine_loaded(void *arg, struct blob_store *bs, int status)
 {
 	struct bdev *bdev = arg;
+	(void)examining_del(bdev);
 	if (status) {
 		if (status != -EILSEQ)
 			LOG_WARN(MOD, "examine: store on bdev=%s did not load status=%d", bdev_name(bdev), status);
@@ -408,6 +434,9 @@ static void examine_loaded(void *arg, struct blob_store *bs, int status)
 	bdev_examine_done(bdev);
 }
 
+/* bdev_module_init() forgets hooks, bdev_module_fini() does not: register
+ * on every init; a second hook on the same bdev module is harmless because
+ * examine skips bdevs already being loaded or claimed. */
 int lvol_module_init(void)
 {
 	if (g.init)
@@ -585,25 +614,20 @@ int lvol_store_create(const struct lvol_store_opts *opts, lvol_store_cb cb, void
 	rc = blob_store_init(bdev, &bo, lvs_created, c);
 	if (rc == -ENOSPC) {
 		/* SPDK reports a device too small from the completion */
-		snprintf(p->name, sizeof(p->name), "%s", opts->name);
-		p->next = g.pending;
-		g.pending = p;
+		mem_free(c);
+		mem_free(p);
+		bdev_release(bdev);
 		struct defer_ctx *d = mem_zalloc(sizeof(*d));
-		if (d) {
-			bdev_release(bdev);
-			d->scb = cb;
-			d->arg = cb_arg;
-			d->status = -ENOSPC;
-			/* drop the pending name before reporting */
-			g.pending = p->next;
-			mem_free(p);
-			mem_free(c);
-			if (ev_defer(bdev_module_loop(), defer_run, d) == 0)
-				return 0;
+		if (!d)
+			return -ENOMEM;
+		d->scb = cb;
+		d->arg = cb_arg;
+		d->status = -ENOSPC;
+		if (ev_defer(bdev_module_loop(), defer_run, d) != 0) {
 			mem_free(d);
 			return -ENOMEM;
 		}
-		rc = -ENOMEM;
+		return 0;
 	}
 	if (rc) {
 		bdev_release(bdev);
