@@ -10,6 +10,7 @@
 
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 int ctl_events(struct ctl *ctl, struct ctl_args *a);
@@ -48,7 +49,32 @@ int ctl_events(struct ctl *ctl, struct ctl_args *a)
 struct disk_stats {
 	size_t by_state[NSTATES];
 	uint64_t provisioned; /* requested bytes of live lvols */
+	size_t events_open;   /* open events about the disk or one of its lvols */
 };
+
+/* Index of the disk an event object ("disk/NAME", "lvol/ID") is about, or -1. */
+static long event_disk(const struct db_event *e, const struct db_disk *disks, size_t nd,
+		       const struct db_lvol *lvols, size_t nl)
+{
+	size_t i;
+
+	if (!strncmp(e->object, "disk/", 5)) {
+		for (i = 0; i < nd; i++)
+			if (!strcmp(disks[i].name, e->object + 5))
+				return (long)i;
+	} else if (!strncmp(e->object, "lvol/", 5)) {
+		long long id = atoll(e->object + 5);
+
+		for (i = 0; i < nl; i++) {
+			if (lvols[i].id != id)
+				continue;
+			for (size_t j = 0; j < nd; j++)
+				if (disks[j].id == lvols[i].disk_id)
+					return (long)j;
+		}
+	}
+	return -1;
+}
 
 int ctl_status(struct ctl *ctl, struct ctl_args *a)
 {
@@ -85,6 +111,12 @@ int ctl_status(struct ctl *ctl, struct ctl_args *a)
 				break;
 			}
 		}
+	}
+	for (k = 0; k < ne; k++) {
+		long di = event_disk(&ev[k], disks, nd, lvols, nl);
+
+		if (di >= 0)
+			st[di].events_open++;
 	}
 	if (ctl->json) {
 		out = json_object();
@@ -123,6 +155,8 @@ int ctl_status(struct ctl *ctl, struct ctl_args *a)
 				json_object_set_new(o, "lvols", bs);
 				json_object_set_new(o, "provisioned",
 						    json_integer((json_int_t)st[j].provisioned));
+				json_object_set_new(o, "events_open",
+						    json_integer((json_int_t)st[j].events_open));
 				json_array_append_new(jd, o);
 				continue;
 			}
@@ -141,6 +175,8 @@ int ctl_status(struct ctl *ctl, struct ctl_args *a)
 				any = 1;
 			}
 			printf("%s\n", any ? "" : " none");
+			if (st[j].events_open)
+				printf("    open events (drift, orphans ...): %zu\n", st[j].events_open);
 		}
 		if (ctl->json) {
 			json_object_set_new(jn, "disks", jd);

@@ -210,10 +210,13 @@ def test_events_and_status(fleet):
     assert n1["events_open"] == 1 and n1["live"] is False
     assert n1["disks"][0]["lvols"]["READY"] == 1
     assert n1["disks"][0]["provisioned"] == 64 * MiB
+    assert n1["disks"][0]["events_open"] == 1  # lvol/1 lives on d1
+    assert st["nodes"][1]["disks"][0]["events_open"] == 0
     assert st["nodes"][1]["disks"][0]["name"] == "d2"
     assert len(st["events_open"]) == 1
     _, out, _ = ctl.run("status")
     assert "node n1" in out and "disk d1" in out and "READY 1" in out and "open events: 1" in out
+    assert "open events (drift, orphans ...): 1" in out
 
 
 def test_status_empty_store(ctl):
