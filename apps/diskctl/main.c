@@ -273,10 +273,11 @@ int main(int argc, char **argv)
 	if (!ctl.db_path) {
 		const char *env = getenv("DISKENGINE_DB");
 
-		ctl.db_path = env && *env ? env : CTL_DB_DEFAULT;
+		bool use_default = !env || !*env;
+
+		ctl.db_path = use_default ? CTL_DB_DEFAULT : env;
 		/* the default lives in ./var: create it like `make run` would */
-		if (ctl.db_path == (const char *)CTL_DB_DEFAULT && mkdir("./var", 0700) != 0 &&
-		    errno != EEXIST) {
+		if (use_default && mkdir("./var", 0700) != 0 && errno != EEXIST) {
 			code = ctl_err(EXIT_ERR, "cannot create ./var for %s: %s", CTL_DB_DEFAULT,
 				       strerror(errno));
 			goto out;
