@@ -1,0 +1,358 @@
+"""Target side of NVMe/TCP (src/nvmf) in a real disktgt, driven by a byte-exact
+Python initiator (RawHost below) where src/nvme's host cannot express the case:
+async events on namespace removal, keep-alive expiry, exact Connect status
+codes, malformed PDUs, discovery log, and what the nvmf RPCs report about
+live connections."""
+import socket
+import struct
+import time
+
+import pytest
+
+import helpers
+from conftest import nvmeio, free_port
+
+HOST = "nqn.2014-08.org.nvmexpress:uuid:11111111-2222-3333-4444-555555555555"
+OTHER_HOST = "nqn.2014-08.org.nvmexpress:uuid:99999999-2222-3333-4444-555555555555"
+DISCOVERY_NQN = "nqn.2014-08.org.nvmexpress.discovery"
+
+PDU_ICRESP, PDU_C2H_TERM, PDU_CMD, PDU_RESP, PDU_H2C, PDU_C2H, PDU_R2T = 1, 3, 4, 5, 6, 7, 9
+
+
+def sqe(opc, cid=0, nsid=0, sgl_id=0x5A, sgl_len=0, cdw10=0, cdw11=0, cdw12=0, cdw13=0, fctype=None,
+        tail=None):
+    """64-byte SQE. For Fabrics commands pass fctype and the 24 bytes at 40.. in tail."""
+    head = struct.pack("<BBH", opc, 0x40, cid)
+    if fctype is not None:
+        head += struct.pack("<B3x", fctype) + b"\0" * 16
+    else:
+        head += struct.pack("<I", nsid) + b"\0" * 16
+    sgl = struct.pack("<QI3xB", 0, sgl_len, sgl_id)
+    rest = tail if tail is not None else struct.pack("<6I", cdw10, cdw11, cdw12, cdw13, 0, 0)
+    s = head + sgl + rest
+    assert len(s) == 64
+    return s
+
+
+class RawHost:
+    """A minimal blocking NVMe/TCP initiator (no digests)."""
+
+    def __init__(self, port, timeout=5.0):
+        self.s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.cid = 0
+        self.cntlid = None
+
+    def close(self):
+        self.s.close()
+
+    def recv_exact(self, n):
+        b = b""
+        while len(b) < n:
+            c = self.s.recv(n - len(b))
+            if not c:
+                raise ConnectionResetError("target closed the connection")
+            b += c
+        return b
+
+    def icreq(self):
+        self.s.sendall(struct.pack("<BBBBI", 0, 0, 128, 0, 128) + b"\0" * 120)
+        r = self.recv_exact(128)
+        t, _, hlen, _, plen = struct.unpack_from("<BBBBI", r)
+        pfv, cpda, dgst, maxh2c = struct.unpack_from("<HBBI", r, 8)
+        assert (t, hlen, plen, pfv, cpda, dgst) == (PDU_ICRESP, 128, 128, 0, 0, 0)
+        assert maxh2c >= 4096 and maxh2c % 4 == 0
+
+    def recv_pdu(self):
+        ch = self.recv_exact(8)
+        t, flags, hlen, pdo, plen = struct.unpack("<BBBBI", ch)
+        rest = self.recv_exact(plen - 8)
+        hdr = ch + rest[:hlen - 8]
+        data = rest[pdo - 8:] if pdo else b""
+        return t, flags, hdr, data
+
+    def send_cmd(self, s, icd=b""):
+        if icd:
+            pdu = struct.pack("<BBBBI", PDU_CMD, 0, 72, 72, 72 + len(icd)) + s + icd
+        else:
+            pdu = struct.pack("<BBBBI", PDU_CMD, 0, 72, 0, 72) + s
+        self.s.sendall(pdu)
+
+    def next_cid(self):
+        self.cid += 1
+        return self.cid
+
+    def wait_resp(self, cid):
+        """Collects C2H data until the CapsuleResp of cid; returns (dw0, dw1, status, data)."""
+        data = b""
+        while True:
+            t, flags, hdr, d = self.recv_pdu()
+            if t == PDU_C2H:
+                data += d
+                continue
+            if t == PDU_C2H_TERM:
+                raise ConnectionAbortedError("C2HTermReq fes=%d" % struct.unpack_from("<H", hdr, 8)[0])
+            assert t == PDU_RESP, "unexpected PDU type %d" % t
+            dw0, dw1, sqhd, sqid, rcid, status = struct.unpack_from("<IIHHHH", hdr, 8)
+            assert rcid == cid
+            return dw0, dw1, status, data
+
+    def cmd(self, opc, nsid=0, rlen=0, icd=b"", **kw):
+        cid = self.next_cid()
+        if icd:
+            self.send_cmd(sqe(opc, cid, nsid, sgl_id=0x01, sgl_len=len(icd), **kw), icd)
+        else:
+            self.send_cmd(sqe(opc, cid, nsid, sgl_len=rlen, **kw))
+        return self.wait_resp(cid)
+
+    def connect(self, subnqn, hostnqn=HOST, qid=0, cntlid=0xFFFF, kato=0, sqsize=31):
+        cid = self.next_cid()
+        tail = struct.pack("<HHHBxI12x", 0, qid, sqsize, 0, kato)
+        data = bytes(range(1, 17)) + struct.pack("<H", cntlid) + b"\0" * 238
+        data += subnqn.encode().ljust(256, b"\0") + hostnqn.encode().ljust(256, b"\0") + b"\0" * 256
+        self.send_cmd(sqe(0x7F, cid, sgl_id=0x01, sgl_len=1024, fctype=1, tail=tail), data)
+        dw0, dw1, status, _ = self.wait_resp(cid)
+        if status == 0 and qid == 0:
+            self.cntlid = dw0 & 0xFFFF
+        return dw0, status
+
+    def prop_set(self, ofst, value):
+        cid = self.next_cid()
+        self.send_cmd(sqe(0x7F, cid, fctype=0, tail=struct.pack("<B3xIQ8x", 0, ofst, value)))
+        return self.wait_resp(cid)[2]
+
+    def prop_get(self, ofst, size8=False):
+        cid = self.next_cid()
+        self.send_cmd(sqe(0x7F, cid, fctype=4, tail=struct.pack("<B3xI16x", 1 if size8 else 0, ofst)))
+        dw0, dw1, status, _ = self.wait_resp(cid)
+        assert status == 0
+        return dw0 | (dw1 << 32)
+
+    def admin_up(self, subnqn, hostnqn=HOST, kato=0):
+        self.icreq()
+        dw0, status = self.connect(subnqn, hostnqn, kato=kato)
+        assert status == 0, "connect status 0x%x" % status
+        assert self.prop_set(0x14, 0x00460001) == 0
+        assert self.prop_get(0x1C) & 1 == 1
+        return self.cntlid
+
+    def closed_within(self, seconds):
+        """True if the target closes the connection within `seconds`."""
+        self.s.settimeout(seconds)
+        end = time.time() + seconds
+        try:
+            while time.time() < end:
+                if not self.s.recv(4096):
+                    return True
+        except (socket.timeout, TimeoutError):
+            return False
+        except ConnectionResetError:
+            return True
+        finally:
+            self.s.settimeout(5.0)
+        return False
+
+
+def sc(status):
+    return (status >> 1) & 0xFF
+
+
+def sct(status):
+    return (status >> 9) & 0x7
+
+
+def listen(call, nqn, port):
+    call("nvmf_subsystem_add_listener", {"nqn": nqn, "listen_address": {
+        "trtype": "TCP", "adrfam": "IPv4", "traddr": "127.0.0.1", "trsvcid": str(port)}})
+
+
+# ------------------------------------------------------------------ events
+
+@pytest.mark.parametrize("how", ["remove_ns", "delete_bdev"])
+def test_namespace_removal_sends_async_event(nvmf_tgt, how):
+    nqn = nvmf_tgt.subsystem(size_mib=4)
+    bdev = nvmf_tgt.call("nvmf_get_subsystems", {"nqn": nqn})[0]["namespaces"][0]["bdev_name"]
+    h = RawHost(nvmf_tgt.port)
+    h.admin_up(nqn)
+    assert h.cmd(0x09, cdw10=0x0B, cdw11=0x100)[2] == 0          # AEC: namespace attribute notices
+    h.send_cmd(sqe(0x0C, 31))                                   # AER, held by the target
+    h.s.settimeout(0.3)
+    with pytest.raises((socket.timeout, TimeoutError)):
+        h.recv_exact(1)                                         # nothing happens on its own
+    h.s.settimeout(5.0)
+    if how == "remove_ns":
+        nvmf_tgt.call("nvmf_subsystem_remove_ns", {"nqn": nqn, "nsid": 1})
+    else:
+        nvmf_tgt.call("bdev_malloc_delete", {"name": bdev})
+    dw0, dw1, status, _ = h.wait_resp(31)
+    assert status == 0
+    assert dw0 & 0x7 == 2 and (dw0 >> 8) & 0xFF == 0 and (dw0 >> 16) & 0xFF == 0x04
+    dw0, dw1, status, log = h.cmd(0x02, rlen=4096, cdw10=0x04 | (1023 << 16))
+    assert status == 0 and struct.unpack_from("<II", log) == (1, 0)
+    # gone from Identify and from the RPC view
+    assert sc(h.cmd(0x06, nsid=1, rlen=4096, cdw10=0x03)[2]) == 0x0B
+    assert "namespaces" not in nvmf_tgt.call("nvmf_get_subsystems", {"nqn": nqn})[0] or \
+        nvmf_tgt.call("nvmf_get_subsystems", {"nqn": nqn})[0]["namespaces"] == []
+    h.close()
+
+
+def test_keep_alive_expiry_drops_controller(disktgt):
+    proc, sock = disktgt
+    rpc = helpers.RpcClient(sock)
+
+    def call(m, p=None):
+        r = rpc.call(m, p)
+        assert "error" not in r, r
+        return r["result"]
+
+    call("nvmf_create_transport", {"trtype": "TCP", "kas": 1, "min_kato": 300})
+    call("bdev_malloc_create", {"name": "M0", "num_blocks": 2048, "block_size": 512})
+    nqn = "nqn.2026-11.io.diskengine:ka"
+    port = free_port()
+    call("nvmf_create_subsystem", {"nqn": nqn, "allow_any_host": True})
+    call("nvmf_subsystem_add_ns", {"nqn": nqn, "namespace": {"bdev_name": "M0"}})
+    listen(call, nqn, port)
+    silent, alive = RawHost(port), RawHost(port)
+    silent.admin_up(nqn, kato=300)
+    alive.admin_up(nqn, kato=300)
+    # Get Features KATO reports the effective value
+    assert alive.cmd(0x0A, cdw10=0x0F)[0] == 300
+    assert len(call("nvmf_subsystem_get_controllers", {"nqn": nqn})) == 2
+    end = time.time() + 1.0
+    while time.time() < end:                       # `alive` keeps sending Keep Alive
+        assert alive.cmd(0x18)[2] == 0
+        time.sleep(0.1)
+    assert silent.closed_within(3.0)
+    ctrlrs = call("nvmf_subsystem_get_controllers", {"nqn": nqn})
+    assert [c["cntlid"] for c in ctrlrs] == [alive.cntlid]
+    assert alive.cmd(0x18)[2] == 0
+    silent.close()
+    alive.close()
+    rpc.close()
+
+
+# ------------------------------------------------------------ connect rules
+
+def test_connect_status_codes(nvmf_tgt):
+    nqn = nvmf_tgt.subsystem(size_mib=4, allow_any_host=False, hosts=[HOST])
+    h = RawHost(nvmf_tgt.port)
+    h.icreq()
+    dw0, status = h.connect(nqn, OTHER_HOST)
+    assert (sct(status), sc(status)) == (1, 0x84)              # Invalid Host
+    dw0, status = h.connect("nqn.2026-11.io.diskengine:nope", HOST)
+    assert (sct(status), sc(status)) == (1, 0x82) and dw0 == (1 << 16 | 256)
+    dw0, status = h.connect(nqn, HOST, sqsize=0)
+    assert (sct(status), sc(status)) == (1, 0x82) and dw0 == 44
+    # an I/O queue before any admin queue names no live controller
+    dw0, status = h.connect(nqn, HOST, qid=1, cntlid=7)
+    assert (sct(status), sc(status)) == (1, 0x82) and dw0 == (1 << 16 | 16)
+    dw0, status = h.connect(nqn, HOST)
+    assert status == 0 and 1 <= dw0 <= 0xFFEF
+    # commands before CC.EN=1 are refused
+    assert sc(h.cmd(0x06, rlen=4096, cdw10=1)[2]) == 0x0C
+    h.close()
+    # the allowed host list is live: removing the host drops its controller
+    h2 = RawHost(nvmf_tgt.port)
+    h2.admin_up(nqn, HOST)
+    nvmf_tgt.call("nvmf_subsystem_remove_host", {"nqn": nqn, "host": HOST})
+    assert h2.closed_within(3.0)
+    h2.close()
+
+
+def test_cntlids_unique_and_identify_matches(nvmf_tgt):
+    nqn = nvmf_tgt.subsystem(size_mib=4)
+    hosts = [RawHost(nvmf_tgt.port) for _ in range(3)]
+    ids = [h.admin_up(nqn) for h in hosts]
+    assert len(set(ids)) == 3
+    for h, cntlid in zip(hosts, ids):
+        data = h.cmd(0x06, rlen=4096, cdw10=1)[3]
+        assert struct.unpack_from("<H", data, 78)[0] == cntlid
+        h.close()
+
+
+# ------------------------------------------------------ malformed and views
+
+def test_malformed_pdu_closes_only_that_connection(nvmf_tgt):
+    nqn = nvmf_tgt.subsystem(size_mib=4)
+    good = RawHost(nvmf_tgt.port)
+    cntlid = good.admin_up(nqn)
+    io = RawHost(nvmf_tgt.port)
+    io.icreq()
+    assert io.connect(nqn, qid=1, cntlid=cntlid)[1] == 0
+    payload = bytes(range(256)) * 2
+    assert io.cmd(0x01, nsid=1, icd=payload, cdw10=8, cdw12=0)[2] == 0
+    for garbage in (b"\x04" + b"\xff" * 200,                  # capsule with HLEN 255
+                    struct.pack("<BBBBI", 0, 0, 128, 0, 128) + b"\x01" + b"\0" * 119,  # PFV 1
+                    b"GET / HTTP/1.1\r\n\r\n"):
+        bad = RawHost(nvmf_tgt.port)
+        bad.s.sendall(garbage)
+        t, _, hdr, _ = bad.recv_pdu()
+        assert t == PDU_C2H_TERM
+        assert bad.closed_within(3.0)
+        bad.close()
+    # the others keep working, on both queues
+    assert io.cmd(0x02, nsid=1, rlen=512, cdw10=8, cdw12=0)[3] == payload
+    assert good.cmd(0x18)[2] == 0
+    io.close()
+    good.close()
+    assert nvmf_tgt.proc.alive()
+
+
+def test_rpc_views_of_live_connections(nvmf_tgt):
+    nqn = nvmf_tgt.subsystem(size_mib=4)
+    adm = RawHost(nvmf_tgt.port)
+    cntlid = adm.admin_up(nqn)
+    ios = []
+    for qid in (1, 2):
+        q = RawHost(nvmf_tgt.port)
+        q.icreq()
+        assert q.connect(nqn, qid=qid, cntlid=cntlid)[1] == 0
+        ios.append(q)
+    ctrlrs = nvmf_tgt.call("nvmf_subsystem_get_controllers", {"nqn": nqn})
+    assert len(ctrlrs) == 1
+    assert ctrlrs[0]["cntlid"] == cntlid and ctrlrs[0]["hostnqn"] == HOST
+    assert ctrlrs[0]["num_io_qpairs"] == 2
+    qps = nvmf_tgt.call("nvmf_subsystem_get_qpairs", {"nqn": nqn})
+    assert sorted(q["qid"] for q in qps) == [0, 1, 2]
+    assert all(q["cntlid"] == cntlid for q in qps)
+    assert all(q["listen_address"]["trsvcid"] == str(nvmf_tgt.port) for q in qps)
+    st = nvmf_tgt.call("nvmf_get_stats")
+    pg = st["poll_groups"][0]
+    assert pg["current_admin_qpairs"] == 1 and pg["current_io_qpairs"] == 2
+    # I/O is counted
+    before = pg.get("completed_nvme_io", 0)
+    for _ in range(5):
+        ios[0].cmd(0x02, nsid=1, rlen=512, cdw10=0, cdw12=0)
+    pg = nvmf_tgt.call("nvmf_get_stats")["poll_groups"][0]
+    if "completed_nvme_io" in pg:
+        assert pg["completed_nvme_io"] >= before + 5
+    for q in ios:
+        q.close()
+    adm.close()
+    helpers.wait_for(lambda: nvmf_tgt.call("nvmf_subsystem_get_controllers", {"nqn": nqn}) == [],
+                     what="controller gone after disconnect")
+
+
+def test_discovery_log_page(nvmf_tgt):
+    nqn = nvmf_tgt.subsystem(size_mib=4)
+    hidden = nvmf_tgt.subsystem(size_mib=4, allow_any_host=False)   # this host may not see it
+    h = RawHost(nvmf_tgt.port)
+    h.admin_up(DISCOVERY_NQN)
+    ident = h.cmd(0x06, rlen=4096, cdw10=1)[3]
+    assert ident[111] == 2                                             # CNTRLTYPE discovery
+    assert ident[768:768 + len(DISCOVERY_NQN)] == DISCOVERY_NQN.encode()
+    # libnvme reads the 20-byte header first, then entries from 1024
+    hdr = h.cmd(0x02, rlen=20, cdw10=0x70 | (4 << 16))[3]
+    genctr, numrec, recfmt = struct.unpack_from("<QQH", hdr)
+    assert numrec == 1 and recfmt == 0
+    entries = h.cmd(0x02, rlen=4096, cdw10=0x70 | (1023 << 16), cdw12=1024)[3]
+    trtype, adrfam, subtype = entries[0], entries[1], entries[2]
+    assert (trtype, adrfam, subtype) == (3, 1, 2)
+    assert entries[32:64].decode().strip() == str(nvmf_tgt.port)
+    assert entries[256:512].rstrip(b"\0").decode() == nqn
+    assert entries[512:768].decode().strip() == "127.0.0.1"
+    assert hidden.encode() not in entries
+    # KATO and AEC are the only features; I/O queues are refused
+    assert h.cmd(0x0A, cdw10=0x0F)[2] == 0
+    assert sc(h.cmd(0x0A, cdw10=0x07)[2]) == 0x02
+    h.close()
