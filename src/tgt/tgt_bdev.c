@@ -565,9 +565,11 @@ static void m_bdev_get_bdevs(struct rpc_request *req, json_t *params, void *ctx)
 		goto out;
 	}
 	{
-		struct json_buf b = { 0 };
-		int rc = json_buf_reserve(&b, (size_t)bdev_count() * 1100 + 2);
+		struct json_buf b = t->list_buf; /* kept between calls: no page faults */
+		int rc;
 
+		json_buf_reset(&b);
+		rc = json_buf_reserve(&b, (size_t)bdev_count() * 1100 + 2);
 		rc |= json_buf_append(&b, "[", 1);
 		for (bdev = bdev_first(); !rc && bdev; bdev = bdev_next(bdev)) {
 			if (bdev != bdev_first())
@@ -575,7 +577,13 @@ static void m_bdev_get_bdevs(struct rpc_request *req, json_t *params, void *ctx)
 			rc |= tgt_bdev_write(t, &b, bdev);
 		}
 		rc |= json_buf_append(&b, "]", 1);
-		tgt_reply_buf(req, &b, rc);
+		if (rc)
+			rpc_request_errno(req, -ENOMEM);
+		else
+			rpc_request_reply_raw(req, b.data, b.len);
+		if (b.cap > TGT_LIST_BUF_KEEP)
+			json_buf_free(&b);
+		t->list_buf = b;
 	}
 out:
 	rpc_params_free(get_bdevs_spec, COMMON_ARRAY_SIZE(get_bdevs_spec), &p);

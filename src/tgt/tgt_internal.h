@@ -17,6 +17,8 @@
 #include "tgt/tgt.h"
 
 #define TGT_LOG "tgt"
+/* Largest listing buffer kept between calls (bytes). */
+#define TGT_LIST_BUF_KEEP (64u << 20)
 
 /* What bdev_aio_create was given (driver_specific.aio, save_config). */
 struct tgt_aio {
@@ -55,6 +57,7 @@ struct tgt {
 	json_t *io_types_lvol, *io_types_lvol_ro, *io_types_malloc, *io_types_aio, *io_types_other;
 	json_t *empty_object;
 	/* The same pieces pre-encoded (compact JSON text), for the fast writers. */
+	struct json_buf list_buf; /* reused by the big listings (capacity kept) */
 	char *rate_limits_s;
 	char *io_types_lvol_s, *io_types_lvol_ro_s, *io_types_malloc_s, *io_types_aio_s, *io_types_other_s;
 };

@@ -74,11 +74,35 @@ static json_t *lvs_json(const struct lvol_store *lvs)
 }
 
 #define PUT(lit) json_buf_append(b, lit, sizeof(lit) - 1)
-#define PUT_BOOL(key, v) ((v) ? PUT(",\"" key "\":true") : PUT(",\"" key "\":false"))
+
+/* A UUID string needs no escaping: copy it with its quotes. */
+static int put_uuid(struct json_buf *b, const char *u)
+{
+	size_t n = strlen(u);
+	int rc = json_buf_reserve(b, n + 2);
+
+	if (rc)
+		return rc;
+	b->data[b->len++] = '"';
+	memcpy(b->data + b->len, u, n);
+	b->len += n;
+	b->data[b->len++] = '"';
+	return 0;
+}
+
+/* Appends `"key":true` / `"key":false` with a leading comma. */
+static int put_bool(struct json_buf *b, const char *key_t, size_t lt, const char *key_f, size_t lf, bool v)
+{
+	return v ? json_buf_append(b, key_t, lt) : json_buf_append(b, key_f, lf);
+}
+
+#define PUT_BOOL(key, v) put_bool(b, ",\"" key "\":true", sizeof(",\"" key "\":true") - 1, \
+				  ",\"" key "\":false", sizeof(",\"" key "\":false") - 1, (v))
 
 /* One bdev_lvol_get_lvols entry, written straight as compact JSON (this
- * listing must stay fast with 10,000 lvols). */
-static int lvol_write(struct json_buf *b, const struct lvol *lv)
+ * listing must stay fast with 10,000 lvols). `lvs_tail` is the store's
+ * pre-rendered `,"lvs":{"name":..,"uuid":..}}`. */
+static int lvol_write(struct json_buf *b, const struct lvol *lv, const struct json_buf *lvs_tail)
 {
 	struct lvol_info i;
 	int rc = 0;
@@ -87,7 +111,7 @@ static int lvol_write(struct json_buf *b, const struct lvol *lv)
 	rc |= PUT("{\"alias\":");
 	rc |= tgt_put_str(b, i.alias);
 	rc |= PUT(",\"uuid\":");
-	rc |= tgt_put_str(b, i.uuid);
+	rc |= put_uuid(b, i.uuid);
 	rc |= PUT(",\"name\":");
 	rc |= tgt_put_str(b, i.name);
 	rc |= PUT_BOOL("is_thin_provisioned", i.thin);
@@ -97,11 +121,7 @@ static int lvol_write(struct json_buf *b, const struct lvol *lv)
 	rc |= PUT_BOOL("is_degraded", i.is_degraded);
 	rc |= PUT(",\"num_allocated_clusters\":");
 	rc |= tgt_put_u64(b, i.num_allocated_clusters);
-	rc |= PUT(",\"lvs\":{\"name\":");
-	rc |= tgt_put_str(b, i.lvs_name);
-	rc |= PUT(",\"uuid\":");
-	rc |= tgt_put_str(b, i.lvs_uuid);
-	rc |= PUT("}}");
+	rc |= json_buf_append(b, lvs_tail->data, lvs_tail->len);
 	return rc ? -ENOMEM : 0;
 }
 
@@ -344,15 +364,22 @@ static const struct rpc_param get_lvols_spec[] = {
 
 static int append_lvols(struct json_buf *b, const struct lvol_store *lvs, bool *first)
 {
+	struct json_buf tail = { 0 };
 	struct lvol *lv;
 	int rc = 0;
 
+	rc |= json_buf_append_str(&tail, ",\"lvs\":{\"name\":");
+	rc |= tgt_put_str(&tail, lvol_store_name(lvs));
+	rc |= json_buf_append_str(&tail, ",\"uuid\":");
+	rc |= tgt_put_str(&tail, lvol_store_uuid(lvs));
+	rc |= json_buf_append_str(&tail, "}}");
 	for (lv = lvol_first(lvs); !rc && lv; lv = lvol_next(lv)) {
 		if (!*first)
 			rc |= json_buf_append(b, ",", 1);
 		*first = false;
-		rc |= lvol_write(b, lv);
+		rc |= lvol_write(b, lv, &tail);
 	}
+	json_buf_free(&tail);
 	return rc ? -ENOMEM : 0;
 }
 
@@ -374,10 +401,14 @@ static void m_get_lvols(struct rpc_request *req, json_t *params, void *ctx)
 		}
 	}
 	{
-		struct json_buf b = { 0 };
+		struct tgt *t = ctx;
+		struct json_buf b = t->list_buf; /* kept between calls: no page faults */
 		bool first = true;
 		unsigned n = 0;
 		struct lvol_store *s;
+		uint64_t t0 = clock_mono_us();
+
+		json_buf_reset(&b);
 
 		for (s = lvol_store_first(); s; s = lvol_store_next(s))
 			n += lvol_store_lvol_count(s);
@@ -390,7 +421,15 @@ static void m_get_lvols(struct rpc_request *req, json_t *params, void *ctx)
 				rc |= append_lvols(&b, lvs, &first);
 		}
 		rc |= json_buf_append(&b, "]", 1);
-		tgt_reply_buf(req, &b, rc);
+		LOG_DEBUG(TGT_LOG, "bdev_lvol_get_lvols lvols=%u bytes=%zu us=%llu", n, b.len,
+			  (unsigned long long)(clock_mono_us() - t0));
+		if (rc)
+			rpc_request_errno(req, -ENOMEM);
+		else
+			rpc_request_reply_raw(req, b.data, b.len);
+		if (b.cap > TGT_LIST_BUF_KEEP)
+			json_buf_free(&b);
+		t->list_buf = b;
 	}
 out:
 	rpc_params_free(get_lvols_spec, COMMON_ARRAY_SIZE(get_lvols_spec), &p);
