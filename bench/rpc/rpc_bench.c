@@ -5,7 +5,8 @@
  * several depths, and from several concurrent clients. Prints one line per
  * figure with SPDK's measured figure and the ratio beside it.
  *
- *   rpc-bench -r SOCKET [-t SECONDS] [-d 1,16,64,128] [-c CLIENTS] [-m METHOD]
+ *   rpc-bench -r SOCKET [-t SECONDS] [-d 1,16,64,128] [-c CLIENTS] [-m METHOD] [-n]
+ *   (-n: skip the sequential figure)
  */
 #include <errno.h>
 #include <getopt.h>
@@ -152,18 +153,20 @@ int main(int argc, char **argv)
 {
 	char depths_buf[128] = "1,16,64,128";
 	int clients = 8, opt;
+	bool sequential = true;
 	char *tok, *save = NULL;
 
-	while ((opt = getopt(argc, argv, "r:t:d:c:m:h")) != -1) {
+	while ((opt = getopt(argc, argv, "r:t:d:c:m:nh")) != -1) {
 		switch (opt) {
 		case 'r': g_sock = optarg; break;
 		case 't': g_seconds = atof(optarg); break;
 		case 'd': snprintf(depths_buf, sizeof(depths_buf), "%s", optarg); break;
 		case 'c': clients = atoi(optarg); break;
 		case 'm': g_method = optarg; break;
+		case 'n': sequential = false; break;
 		default:
 			fprintf(stderr, "usage: rpc-bench -r SOCKET [-t SECONDS] [-d 1,16,64,128] "
-					"[-c CLIENTS] [-m METHOD]\n");
+					"[-c CLIENTS] [-m METHOD] [-n]\n");
 			return opt == 'h' ? 0 : 2;
 		}
 	}
@@ -172,7 +175,8 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	printf("method %s, %.1f s per figure\n", g_method, g_seconds);
-	print_line("sequential", run_sequential(), SPDK_SEQUENTIAL);
+	if (sequential)
+		print_line("sequential", run_sequential(), SPDK_SEQUENTIAL);
 	for (tok = strtok_r(depths_buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
 		int depth = atoi(tok);
 		char label[64];

@@ -433,17 +433,14 @@ number_end:
 	return 0;
 }
 
-int json_framer_next(struct json_framer *f, json_t **out, const char **raw, size_t *raw_len)
+/* Finds the next complete value: 1 with [*start, *end), 0, or -errno. */
+static int framer_take(struct json_framer *f, size_t *start, size_t *end)
 {
-	json_error_t jerr;
-	size_t end = 0;
-	json_t *v;
 	int rc;
 
-	*out = NULL;
 	if (f->error)
 		return f->error;
-	rc = framer_scan(f, &end);
+	rc = framer_scan(f, end);
 	if (rc < 0) {
 		f->error = -EINVAL;
 		return f->error;
@@ -455,25 +452,58 @@ int json_framer_next(struct json_framer *f, json_t **out, const char **raw, size
 		}
 		return 0;
 	}
-	if (end - f->value_start > f->max_value) {
+	if (*end - f->value_start > f->max_value) {
 		f->error = -EMSGSIZE;
 		return f->error;
 	}
-	v = json_loadb(f->buf + f->value_start, end - f->value_start, JSON_DECODE_ANY, &jerr);
+	*start = f->value_start;
+	return 1;
+}
+
+static void framer_advance(struct json_framer *f, size_t end)
+{
+	f->consumed = end;
+	f->value_start = end;
+}
+
+int json_framer_next_raw(struct json_framer *f, const char **raw, size_t *raw_len)
+{
+	size_t start = 0, end = 0;
+	int rc = framer_take(f, &start, &end);
+
+	if (rc != 1)
+		return rc;
+	*raw = f->buf + start;
+	*raw_len = end - start;
+	framer_advance(f, end);
+	return 1;
+}
+
+int json_framer_next(struct json_framer *f, json_t **out, const char **raw, size_t *raw_len)
+{
+	size_t start = 0, end = 0;
+	json_error_t jerr;
+	json_t *v;
+	int rc;
+
+	*out = NULL;
+	rc = framer_take(f, &start, &end);
+	if (rc != 1)
+		return rc;
+	v = json_loadb(f->buf + start, end - start, JSON_DECODE_ANY, &jerr);
 	if (!v) {
 		if (json_error_code(&jerr) == json_error_out_of_memory)
 			return -ENOMEM;
 		/* Grammar was fine but jansson refused it: invalid UTF-8, a \u0000
-		 * escape, an integer beyond 64 bits, or no memory. */
+		 * escape, an integer beyond 64 bits. */
 		f->error = -EINVAL;
 		return f->error;
 	}
 	if (raw)
-		*raw = f->buf + f->value_start;
+		*raw = f->buf + start;
 	if (raw_len)
-		*raw_len = end - f->value_start;
-	f->consumed = end;
-	f->value_start = end;
+		*raw_len = end - start;
+	framer_advance(f, end);
 	*out = v;
 	return 1;
 }

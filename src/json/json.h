@@ -67,6 +67,11 @@ int json_framer_feed(struct json_framer *f, const void *data, size_t len);
  * not needed.
  */
 int json_framer_next(struct json_framer *f, json_t **out, const char **raw, size_t *raw_len);
+/* Like json_framer_next() without building a json_t: *raw / *raw_len are the
+ * exact bytes of the next value, whose grammar has been checked (jansson's
+ * extra checks, UTF-8 and integer range, are not made). Valid until the next
+ * call on the framer. */
+int json_framer_next_raw(struct json_framer *f, const char **raw, size_t *raw_len);
 /* Bytes buffered but not yet returned as a value (whitespace included). */
 size_t json_framer_pending(const struct json_framer *f);
 /* Sticky error (-EINVAL, -EMSGSIZE) or 0. */

@@ -31,7 +31,8 @@ struct rpc_client {
 	unsigned outstanding;
 	int send_timeout_ms;
 	bool corked;        /* sends are queued in out until uncorked */
-	json_t *stash;      /* a reply taken by rpc_client_ready() */
+	bool stashed;       /* a reply taken by rpc_client_ready() is in stash */
+	struct json_buf stash;
 	struct json_framer *framer;
 	struct json_buf out;
 };
@@ -98,7 +99,7 @@ void rpc_client_destroy(struct rpc_client *c)
 	if (!c)
 		return;
 	client_close(c);
-	json_decref(c->stash);
+	json_buf_free(&c->stash);
 	json_framer_destroy(c->framer);
 	json_buf_free(&c->out);
 	mem_free(c);
@@ -200,9 +201,30 @@ static int client_send_buf(struct rpc_client *c, uint64_t deadline)
 	return rc;
 }
 
+/* {"jsonrpc":"2.0","method":M,"id":N[,"params":P]} without building a json_t id. */
+static int encode_request(struct json_buf *b, const char *method, uint64_t id, const json_t *params)
+{
+	static const char head[] = "{\"jsonrpc\":\"2.0\",\"method\":";
+	size_t mark = b->len;
+	char num[24], *p = num + sizeof(num);
+
+	do {
+		*--p = (char)('0' + id % 10);
+		id /= 10;
+	} while (id);
+	if (json_buf_append(b, head, sizeof(head) - 1) ||
+	    json_encode_string(b, method, strlen(method)) || json_buf_append(b, ",\"id\":", 6) ||
+	    json_buf_append(b, p, (size_t)(num + sizeof(num) - p)) ||
+	    (params && (json_buf_append(b, ",\"params\":", 10) || json_encode_value(b, params))) ||
+	    json_buf_append(b, "}", 1)) {
+		b->len = mark;
+		return -ENOMEM;
+	}
+	return 0;
+}
+
 int rpc_client_send(struct rpc_client *c, const char *method, json_t *params, uint64_t *id)
 {
-	json_t *jid = NULL;
 	int rc;
 
 	if (c->fd < 0) {
@@ -213,14 +235,9 @@ int rpc_client_send(struct rpc_client *c, const char *method, json_t *params, ui
 		rc = -EINVAL;
 		goto out;
 	}
-	jid = json_integer((json_int_t)c->next_id);
-	if (!jid) {
-		rc = -ENOMEM;
-		goto out;
-	}
 	if (!c->corked)
 		json_buf_reset(&c->out);
-	rc = json_encode_rpc_request(&c->out, method, jid, params);
+	rc = encode_request(&c->out, method, c->next_id, params);
 	if (rc)
 		goto out;
 	if (c->outstanding == 0)
@@ -233,7 +250,6 @@ int rpc_client_send(struct rpc_client *c, const char *method, json_t *params, ui
 		goto out;
 	rc = client_send_buf(c, deadline_after(c->send_timeout_ms));
 out:
-	json_decref(jid);
 	json_decref(params);
 	return rc;
 }
@@ -246,17 +262,19 @@ static void error_fill(struct rpc_error *err, int code, const char *msg)
 	snprintf(err->message, sizeof(err->message), "%s", msg ? msg : "");
 }
 
-/* Takes one reply value, waiting until deadline. */
-static int client_next_value(struct rpc_client *c, uint64_t deadline, json_t **v)
+/* Takes one reply's raw bytes, waiting until deadline. */
+static int client_next_value(struct rpc_client *c, uint64_t deadline, const char **raw,
+			     size_t *len)
 {
-	if (c->stash) {
-		*v = c->stash;
-		c->stash = NULL;
+	if (c->stashed) {
+		c->stashed = false;
+		*raw = c->stash.data;
+		*len = c->stash.len;
 		return 0;
 	}
 	for (;;) {
 		struct pollfd p = { .fd = c->fd, .events = POLLIN };
-		int rc = json_framer_next(c->framer, v, NULL, NULL);
+		int rc = json_framer_next_raw(c->framer, raw, len);
 
 		if (rc == 1)
 			return 0;
@@ -285,18 +303,55 @@ static int client_next_value(struct rpc_client *c, uint64_t deadline, json_t **v
 	}
 }
 
+/*
+ * Fast path for the replies SPDK and disktgt write,
+ * {"jsonrpc":"2.0","id":N,"result":...}: the id is read from the text and the
+ * result is parsed only if the caller wants it. Returns 1 if handled (rc in
+ * *rc), 0 to fall back to a full parse.
+ */
+static int reply_fast(const char *raw, size_t len, uint64_t *id, json_t **result, int *rc)
+{
+	static const char pre[] = "{\"jsonrpc\":\"2.0\",\"id\":";
+	static const char mid[] = ",\"result\":";
+	const char *p = raw + sizeof(pre) - 1, *e = raw + len;
+	uint64_t v = 0;
+	int digits = 0;
+
+	if (len < sizeof(pre) + sizeof(mid) || memcmp(raw, pre, sizeof(pre) - 1) || e[-1] != '}')
+		return 0;
+	while (p < e && *p >= '0' && *p <= '9' && digits < 19) {
+		v = v * 10 + (uint64_t)(*p++ - '0');
+		digits++;
+	}
+	if (digits == 0 || (size_t)(e - p) < sizeof(mid) || memcmp(p, mid, sizeof(mid) - 1))
+		return 0;
+	p += sizeof(mid) - 1;
+	*id = v;
+	*rc = 0;
+	if (result) {
+		json_error_t jerr;
+
+		*result = json_loadb(p, (size_t)(e - 1 - p), JSON_DECODE_ANY, &jerr);
+		if (!*result)
+			*rc = -EPROTO;
+	}
+	return 1;
+}
+
 static int client_recv(struct rpc_client *c, uint64_t deadline, uint64_t *id, json_t **result,
 		       struct rpc_error *err)
 {
 	json_t *v = NULL, *jid, *e;
-	uint64_t expect = c->oldest_id;
+	uint64_t expect = c->oldest_id, got = 0;
+	const char *raw;
+	size_t len;
 	int rc;
 
 	if (result)
 		*result = NULL;
 	if (c->outstanding == 0)
 		return -EAGAIN;
-	if (c->fd < 0 && !c->stash && json_framer_pending(c->framer) == 0)
+	if (c->fd < 0 && !c->stashed && json_framer_pending(c->framer) == 0)
 		return -ENOTCONN;
 	if (c->corked && c->out.len) {
 		/* Never wait for replies to requests still sitting in our buffer. */
@@ -304,17 +359,28 @@ static int client_recv(struct rpc_client *c, uint64_t deadline, uint64_t *id, js
 		if (rc)
 			return rc;
 	}
-	rc = client_next_value(c, deadline, &v);
+	rc = client_next_value(c, deadline, &raw, &len);
 	if (rc)
 		return rc;
+	if (reply_fast(raw, len, &got, result, &rc)) {
+		if (got != expect || rc) {
+			if (result) {
+				json_decref(*result);
+				*result = NULL;
+			}
+			goto bad;
+		}
+		c->outstanding--;
+		c->oldest_id++;
+		if (id)
+			*id = expect;
+		return 0;
+	}
+	v = json_loadb(raw, len, JSON_DECODE_ANY, NULL);
 	jid = json_object_get(v, "id");
 	if (!json_is_object(v) || !json_is_integer(jid) ||
-	    (uint64_t)json_integer_value(jid) != expect) {
-		LOG_ERROR(MOD, "unexpected reply (expected id %llu)", (unsigned long long)expect);
-		client_close(c);
-		json_decref(v);
-		return -EPROTO;
-	}
+	    (uint64_t)json_integer_value(jid) != expect)
+		goto bad;
 	c->outstanding--;
 	c->oldest_id++;
 	if (id)
@@ -337,6 +403,11 @@ static int client_recv(struct rpc_client *c, uint64_t deadline, uint64_t *id, js
 	}
 	json_decref(v);
 	return rc;
+bad:
+	LOG_ERROR(MOD, "unexpected reply (expected id %llu)", (unsigned long long)expect);
+	client_close(c);
+	json_decref(v);
+	return -EPROTO;
 }
 
 void rpc_client_cork(struct rpc_client *c)
@@ -358,15 +429,21 @@ int rpc_client_uncork(struct rpc_client *c)
 
 bool rpc_client_ready(struct rpc_client *c)
 {
-	json_t *v;
+	const char *raw;
+	size_t len;
 
-	if (c->stash)
+	if (c->stashed)
 		return true;
 	if (c->outstanding == 0)
 		return false;
-	if (json_framer_next(c->framer, &v, NULL, NULL) == 1) {
-		c->stash = v;
-		return true;
+	if (json_framer_next_raw(c->framer, &raw, &len) == 1) {
+		json_buf_reset(&c->stash);
+		if (json_buf_append(&c->stash, raw, len) == 0) {
+			c->stashed = true;
+			return true;
+		}
+		/* No memory to keep it: the reply is lost, so is the stream. */
+		client_close(c);
 	}
 	return false;
 }

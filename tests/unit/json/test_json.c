@@ -352,6 +352,26 @@ static void test_framer_space_commit(void **state)
 	json_framer_destroy(f);
 }
 
+static void test_framer_next_raw(void **state)
+{
+	struct json_framer *f;
+	const char *raw;
+	size_t len;
+	json_t *v;
+
+	assert_int_equal(json_framer_create(0, &f), 0);
+	assert_int_equal(json_framer_feed(f, " {\"a\": [1, \"}\"]}\n[2", 19), 0);
+	assert_int_equal(json_framer_next_raw(f, &raw, &len), 1);
+	assert_int_equal(len, 15);
+	assert_memory_equal(raw, "{\"a\": [1, \"}\"]}", 15);
+	assert_int_equal(json_framer_next_raw(f, &raw, &len), 0);
+	assert_int_equal(json_framer_feed(f, "]x", 2), 0);
+	assert_int_equal(json_framer_next(f, &v, NULL, NULL), 1);
+	json_decref(v);
+	assert_int_equal(json_framer_next_raw(f, &raw, &len), -EINVAL);
+	json_framer_destroy(f);
+}
+
 static void test_framer_alloc_failure(void **state)
 {
 	/* Every allocation point fails once in turn; no crash, no leak. */
@@ -480,6 +500,7 @@ int main(void)
 		cmocka_unit_test(test_framer_oversize),
 		cmocka_unit_test(test_framer_linear),
 		cmocka_unit_test(test_framer_space_commit),
+		cmocka_unit_test(test_framer_next_raw),
 		cmocka_unit_test(test_framer_alloc_failure),
 		cmocka_unit_test(test_encode_spdk_escaping),
 		cmocka_unit_test(test_encode_values),
