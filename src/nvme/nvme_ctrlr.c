@@ -10,13 +10,15 @@
 #include "common/common.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
 #define NVME_NS_CACHE_MAX 16
-#define NVME_RANGE_WINDOW 32
+#define NVME_RANGE_WINDOW 32 /* commands in flight per queue */
+#define NVME_RANGE_MAX_QUEUES 64
 #define NVME_DEFAULT_MAX_XFER (1024u * 1024u)
 
 struct nvme_ctrlr {
@@ -706,8 +708,45 @@ static void range_cb(void *arg, uint16_t status, const struct nvme_cqe *cqe)
 		r->first_status = status;
 }
 
+/* Polls every I/O queue once; if nothing completed, waits up to wait_ms for
+ * any socket to become readable. Returns completions or -ECONNRESET. */
+static int poll_io_queues(struct nvme_ctrlr *ctrlr, int wait_ms)
+{
+	struct pollfd pfds[NVME_RANGE_MAX_QUEUES];
+	uint32_t nq = COMMON_MIN(ctrlr->nio, (uint32_t)NVME_RANGE_MAX_QUEUES), np = 0;
+	int total = 0;
+
+	for (int round = 0; round < 2; round++) {
+		for (uint32_t i = 0; i < nq; i++) {
+			int rc = nvme_qpair_poll(ctrlr->io[i], 0);
+
+			if (rc < 0)
+				return rc;
+			total += rc;
+		}
+		if (total > 0 || wait_ms <= 0 || round == 1)
+			return total;
+		np = 0;
+		for (uint32_t i = 0; i < nq; i++) {
+			struct nvme_qpair *qp = ctrlr->io[i];
+
+			if (qp->outstanding == 0 && qp->iov_head == qp->iov_tail)
+				continue;
+			pfds[np].fd = qp->fd;
+			pfds[np].events = POLLIN | (qp->iov_head < qp->iov_tail ? POLLOUT : 0);
+			pfds[np].revents = 0;
+			np++;
+		}
+		if (np == 0)
+			return 0;
+		poll(pfds, np, wait_ms);
+	}
+	return total;
+}
+
 /* Runs opc over [offset, offset+len) in commands of at most max_blocks,
- * keeping up to NVME_RANGE_WINDOW in flight. */
+ * round-robin over the connected I/O queues with up to NVME_RANGE_WINDOW
+ * commands in flight per queue. timeout_ms bounds the time without progress. */
 static int run_range(struct nvme_ctrlr *ctrlr, uint32_t nsid, uint8_t opc, uint64_t offset,
 		     uint8_t *buf, uint64_t len, uint32_t timeout_ms)
 {
@@ -715,8 +754,9 @@ static int run_range(struct nvme_ctrlr *ctrlr, uint32_t nsid, uint8_t opc, uint6
 	struct nvme_ns_info *ns;
 	struct range_ctx r = { 0 };
 	uint64_t lba, end_lba, last_progress, seen = 0;
-	uint32_t bs, max_blocks, window;
-	int rc;
+	uint32_t bs, max_blocks, window, nq, next_q = 0;
+	bool dead = false, timed_out = false;
+	int rc, sub_rc = 0;
 
 	if (timeout_ms == 0)
 		timeout_ms = ctrlr->timeout_ms;
@@ -736,6 +776,10 @@ static int run_range(struct nvme_ctrlr *ctrlr, uint32_t nsid, uint8_t opc, uint6
 	rc = io_qpair(ctrlr, &qp);
 	if (rc < 0)
 		return rc;
+	nq = COMMON_MIN(ctrlr->nio, (uint32_t)NVME_RANGE_MAX_QUEUES);
+	for (uint32_t i = 0; i < nq; i++)
+		if (ctrlr->io[i]->dead)
+			return ctrlr->io[i]->dead_err == -ETIMEDOUT ? -ETIMEDOUT : -ECONNRESET;
 	if (opc == NVME_OPC_WRITE_ZEROES) {
 		max_blocks = NVME_MAX_NLB;
 		if (ctrlr->wzsl) {
@@ -746,35 +790,44 @@ static int run_range(struct nvme_ctrlr *ctrlr, uint32_t nsid, uint8_t opc, uint6
 	} else {
 		max_blocks = COMMON_MIN(NVME_MAX_NLB, COMMON_MAX(ctrlr->max_xfer / bs, 1u));
 	}
-	window = COMMON_MIN((uint32_t)NVME_RANGE_WINDOW, (uint32_t)qp->num_slots);
+	window = NVME_RANGE_WINDOW * nq;
 	lba = offset / bs;
 	end_lba = lba + len / bs;
 	last_progress = clock_mono_ms();
 	while (lba < end_lba || r.inflight > 0) {
-		while (lba < end_lba && r.inflight < window && r.first_status == 0 &&
-		       qp->nfree > 0) {
+		/* submit round-robin while there is room */
+		for (uint32_t tries = 0; lba < end_lba && r.inflight < window && r.first_status == 0 &&
+		     sub_rc == 0 && !dead && tries < nq;) {
 			uint32_t n = (uint32_t)COMMON_MIN(end_lba - lba, (uint64_t)max_blocks);
 			uint8_t *p = buf ? buf + (lba - offset / bs) * bs : NULL;
 
+			qp = ctrlr->io[next_q];
+			next_q = (next_q + 1) % nq;
+			if (qp->dead) {
+				dead = true;
+				break;
+			}
+			if (qp->nfree == 0 || qp->outstanding >= NVME_RANGE_WINDOW) {
+				tries++;
+				continue;
+			}
+			tries = 0;
 			if (opc == NVME_OPC_READ)
-				rc = nvme_qpair_read(qp, nsid, lba, n, p, range_cb, &r);
+				sub_rc = nvme_qpair_read(qp, nsid, lba, n, p, range_cb, &r);
 			else if (opc == NVME_OPC_WRITE)
-				rc = nvme_qpair_write(qp, nsid, lba, n, p, range_cb, &r);
+				sub_rc = nvme_qpair_write(qp, nsid, lba, n, p, range_cb, &r);
 			else
-				rc = nvme_qpair_write_zeroes(qp, nsid, lba, n, range_cb, &r);
-			if (rc < 0)
+				sub_rc = nvme_qpair_write_zeroes(qp, nsid, lba, n, range_cb, &r);
+			if (sub_rc < 0)
 				break;
 			r.inflight++;
 			lba += n;
 		}
-		if (r.first_status != 0 && r.inflight == 0)
-			break;
-		if (qp->dead)
-			break;
-		if (r.inflight == 0 && rc < 0)
+		if (r.inflight == 0 && (r.first_status != 0 || sub_rc < 0 || dead))
 			break;
 		{
 			uint64_t now = clock_mono_ms();
+			int prc;
 
 			if (r.completions != seen) {
 				seen = r.completions;
@@ -783,21 +836,34 @@ static int run_range(struct nvme_ctrlr *ctrlr, uint32_t nsid, uint8_t opc, uint6
 			if (now - last_progress >= timeout_ms) {
 				LOG_WARN(NVME_MOD, "i/o timed out opc=0x%x nsid=%u inflight=%u", opc, nsid,
 					 r.inflight);
-				nvme_qpair_fail(qp, -ETIMEDOUT);
+				for (uint32_t i = 0; i < nq; i++)
+					nvme_qpair_fail(ctrlr->io[i], -ETIMEDOUT);
+				timed_out = true;
 				break;
 			}
-			nvme_qpair_poll(qp, (int)(last_progress + timeout_ms - now));
+			prc = poll_io_queues(ctrlr, (int)(last_progress + timeout_ms - now));
+			if (prc < 0) {
+				/* one connection is gone: stop the others too (their
+				 * commands complete as aborted) */
+				dead = true;
+				for (uint32_t i = 0; i < nq; i++)
+					nvme_qpair_fail(ctrlr->io[i], -ECONNRESET);
+			}
 		}
 	}
-	if (qp->dead)
-		return qp->dead_err == -ETIMEDOUT ? -ETIMEDOUT : -ECONNRESET;
+	if (timed_out)
+		return -ETIMEDOUT;
+	if (dead)
+		return -ECONNRESET;
 	if (r.first_status != 0) {
+		if (r.first_status == NVME_QPAIR_STATUS_ABORTED)
+			return -ECONNRESET;
 		ctrlr->last_status = r.first_status;
 		LOG_DEBUG(NVME_MOD, "i/o failed opc=0x%x nsid=%u status=0x%x (%s)", opc, nsid,
 			  r.first_status, nvme_status_str(r.first_status));
 		return -EIO;
 	}
-	return rc < 0 ? rc : 0;
+	return sub_rc;
 }
 
 int nvme_ns_read(struct nvme_ctrlr *ctrlr, uint32_t nsid, uint64_t offset, void *buf, uint64_t len,

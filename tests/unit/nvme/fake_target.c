@@ -374,6 +374,10 @@ static int handle_capsule(struct fake_conn *c, struct nvme_sqe *sqe, uint8_t *ic
 
 		if (t->mode == FAKE_CQE_UNKNOWN_CID)
 			return send_resp(c, (uint16_t)(sqe->cid + 1000), 0, 0, 0);
+		pthread_mutex_lock(&t->lock);
+		if (c->qid < 8)
+			t->io_by_qid[c->qid]++;
+		pthread_mutex_unlock(&t->lock);
 		if (sqe->nsid != 1)
 			return send_resp(c, sqe->cid, NVME_STATUS_MAKE(0, NVME_SC_INVALID_NAMESPACE_OR_FORMAT, 1), 0, 0);
 		switch (sqe->opc) {

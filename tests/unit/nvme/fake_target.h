@@ -62,6 +62,7 @@ struct fake_target {
 	uint32_t h2c_pdus;
 	uint32_t icd_writes;
 	uint32_t dsm_ranges;
+	uint32_t io_by_qid[8];
 	uint32_t last_kato;
 	char last_hostnqn[256];
 	bool digests_seen;

@@ -270,6 +270,35 @@ static void test_rw_mdts_split(void **state)
 	tgt.maxh2cdata = 4096;
 }
 
+static void test_rw_several_queues(void **state)
+{
+	struct nvme_connect_opts o = base_opts();
+	struct nvme_ctrlr *c;
+
+	memset(tgt.io_by_qid, 0, sizeof(tgt.io_by_qid));
+	tgt.mdts = 1; /* 8 KiB per command: 64 commands per 512 KiB */
+	tgt.maxh2cdata = 8192;
+	o.io_queues = 3;
+	c = connect_ok(&o);
+	roundtrip(c, 0, 512 * 1024, 12);
+	for (int q = 1; q <= 3; q++)
+		assert_true(tgt.io_by_qid[q] > 0);
+	assert_int_equal(tgt.io_by_qid[4], 0);
+	/* a lost connection on one queue fails the range and the controller's I/O */
+	tgt.mode = FAKE_CLOSE_ON_READ;
+	{
+		uint8_t *b = malloc(512 * 1024);
+
+		assert_int_equal(nvme_ns_read(c, 1, 0, b, 512 * 1024, 0), -ECONNRESET);
+		assert_int_equal(nvme_ns_read(c, 1, 0, b, 4096, 0), -ECONNRESET);
+		free(b);
+	}
+	tgt.mode = FAKE_NORMAL;
+	nvme_ctrlr_destroy(c);
+	tgt.mdts = 0;
+	tgt.maxh2cdata = 4096;
+}
+
 static void test_rw_icd_and_digests(void **state)
 {
 	struct nvme_connect_opts o = base_opts();
@@ -777,6 +806,7 @@ int main(void)
 		cmocka_unit_test(test_connect_errors),
 		cmocka_unit_test(test_rw_r2t),
 		cmocka_unit_test(test_rw_mdts_split),
+		cmocka_unit_test(test_rw_several_queues),
 		cmocka_unit_test(test_rw_icd_and_digests),
 		cmocka_unit_test(test_c2h_success_and_cpda),
 		cmocka_unit_test(test_write_zeroes_split),
