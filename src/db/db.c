@@ -257,6 +257,51 @@ static bool path_text_valid(const char *s)
 	return true;
 }
 
+/*
+ * Free text written by agents (reasons, event details) may quote what a
+ * target said. It is never refused: control characters and invalid UTF-8
+ * become '?', and it is cut at a character boundary to fit `len`.
+ */
+static const char *text_clean(const char *in, char *out, size_t len)
+{
+	const unsigned char *p = (const unsigned char *)in;
+	size_t o = 0;
+
+	if (!in)
+		return NULL;
+	while (*p && o + 1 < len) {
+		unsigned char c = *p;
+		size_t extra = 0, k;
+
+		if (c >= 0x20 && c < 0x7f) {
+			out[o++] = (char)c;
+			p++;
+			continue;
+		}
+		if ((c & 0xe0) == 0xc0 && c >= 0xc2)
+			extra = 1;
+		else if ((c & 0xf0) == 0xe0)
+			extra = 2;
+		else if ((c & 0xf8) == 0xf0 && c <= 0xf4)
+			extra = 3;
+		for (k = 1; extra && k <= extra; k++)
+			if ((p[k] & 0xc0) != 0x80)
+				extra = 0;
+		if (!extra) {
+			out[o++] = '?';
+			p++;
+			continue;
+		}
+		if (o + extra + 1 >= len)
+			break;
+		memcpy(out + o, p, extra + 1);
+		o += extra + 1;
+		p += extra + 1;
+	}
+	out[o] = '\0';
+	return out;
+}
+
 static int check_path(struct db *db, const char *what, const char *path, size_t max)
 {
 	if (!path || !*path)
@@ -279,17 +324,6 @@ static int check_name(struct db *db, const char *what, const char *name)
 		return db_fail(db, -EINVAL,
 			       "invalid %s name (1-%d chars of A-Z a-z 0-9 . _ -, starting with a letter or digit)",
 			       what, DB_NAME_MAX - 1);
-	return 0;
-}
-
-static int check_text(struct db *db, const char *what, const char *s, size_t max)
-{
-	if (!s)
-		return 0;
-	if (strlen(s) >= max)
-		return db_fail(db, -EINVAL, "%s is too long (at most %zu bytes)", what, max - 1);
-	if (!path_text_valid(s))
-		return db_fail(db, -EINVAL, "%s contains control characters or invalid UTF-8", what);
 	return 0;
 }
 
@@ -739,24 +773,21 @@ int db_lvol_set_nqn(struct db *db, int64_t id, const char *nqn)
 int db_lvol_set_state(struct db *db, int64_t id, uint64_t expect_gen, enum db_lvol_state state,
 		      const char *reason)
 {
-	int rc;
+	char clean[DB_REASON_MAX];
 
 	db_err_clear(db);
 	if ((int)state < DB_LVOL_CREATING || state > DB_LVOL_FAILED)
 		return db_fail(db, -EINVAL, "invalid lvol state");
-	if ((rc = check_text(db, "reason", reason, 1u << 16)) < 0)
-		return rc;
-	return db->ops->lvol_set_state(db, id, expect_gen, state, reason);
+	return db->ops->lvol_set_state(db, id, expect_gen, state,
+				       text_clean(reason, clean, sizeof(clean)));
 }
 
 int db_lvol_set_reason(struct db *db, int64_t id, const char *reason)
 {
-	int rc;
+	char clean[DB_REASON_MAX];
 
 	db_err_clear(db);
-	if ((rc = check_text(db, "reason", reason, 1u << 16)) < 0)
-		return rc;
-	return db->ops->lvol_set_reason(db, id, reason);
+	return db->ops->lvol_set_reason(db, id, text_clean(reason, clean, sizeof(clean)));
 }
 
 int db_lvol_zero_begin(struct db *db, int64_t id, uint64_t expect_gen, uint64_t from, uint64_t to)
@@ -855,24 +886,21 @@ int db_snapshot_set_uuid(struct db *db, int64_t id, const char *uuid)
 int db_snapshot_set_state(struct db *db, int64_t id, uint64_t expect_gen,
 			  enum db_snapshot_state state, const char *reason)
 {
-	int rc;
+	char clean[DB_REASON_MAX];
 
 	db_err_clear(db);
 	if ((int)state < DB_SNAPSHOT_CREATING || state > DB_SNAPSHOT_FAILED)
 		return db_fail(db, -EINVAL, "invalid snapshot state");
-	if ((rc = check_text(db, "reason", reason, 1u << 16)) < 0)
-		return rc;
-	return db->ops->snapshot_set_state(db, id, expect_gen, state, reason);
+	return db->ops->snapshot_set_state(db, id, expect_gen, state,
+					   text_clean(reason, clean, sizeof(clean)));
 }
 
 int db_snapshot_set_reason(struct db *db, int64_t id, const char *reason)
 {
-	int rc;
+	char clean[DB_REASON_MAX];
 
 	db_err_clear(db);
-	if ((rc = check_text(db, "reason", reason, 1u << 16)) < 0)
-		return rc;
-	return db->ops->snapshot_set_reason(db, id, reason);
+	return db->ops->snapshot_set_reason(db, id, text_clean(reason, clean, sizeof(clean)));
 }
 
 /* -------------------------------------------------------------- events */
@@ -880,18 +908,17 @@ int db_snapshot_set_reason(struct db *db, int64_t id, const char *reason)
 int db_event_raise(struct db *db, const char *node, const char *kind, const char *object,
 		   const char *detail)
 {
-	int rc;
+	char clean[DB_REASON_MAX];
 
 	db_err_clear(db);
 	if (!kind || !*kind || strlen(kind) >= DB_KIND_MAX || !printable_ascii(kind, false))
 		return db_fail(db, -EINVAL, "invalid event kind");
 	if (!object || !*object || strlen(object) >= DB_OBJECT_MAX || !path_text_valid(object))
 		return db_fail(db, -EINVAL, "invalid event object");
-	if ((rc = check_text(db, "event detail", detail, 1u << 16)) < 0)
-		return rc;
+	text_clean(detail ? detail : "", clean, sizeof(clean));
 	if (node && *node && !db_name_valid(node))
 		return db_fail(db, -EINVAL, "invalid node name");
-	return db->ops->event_raise(db, node ? node : "", kind, object, detail ? detail : "");
+	return db->ops->event_raise(db, node ? node : "", kind, object, clean);
 }
 
 int db_event_resolve(struct db *db, const char *kind, const char *object)

@@ -31,6 +31,10 @@
  *
  * Times are milliseconds since the epoch (0 = never). Sizes are bytes.
  *
+ * Free text from agents (reasons, event details) is never refused: control
+ * characters and invalid UTF-8 become '?', and it is cut to DB_REASON_MAX-1
+ * bytes at a character boundary. Names, paths and NQNs are validated strictly.
+ *
  * Ownership: list functions allocate an array the caller frees with the
  * matching *_list_free(); db_lvol_get() fills a caller-owned struct whose
  * heap fields are released by db_lvol_clear(). String pointers passed in are

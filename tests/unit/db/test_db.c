@@ -504,6 +504,10 @@ static void test_lvol_lifecycle(void **state)
 	assert_int_equal(db_lvol_zero_begin(f->db, id, 2, 20 * MiB, 12 * MiB), -EINVAL);
 	assert_int_equal(db_lvol_zero_begin(f->db, id, 2, 12 * MiB, 20 * MiB), 0);
 	assert_int_equal(db_lvol_zero_progress(f->db, id, 16 * MiB), 0);
+	assert_int_equal(db_lvol_set_reason(f->db, id, "bad\nline"), 0);
+	assert_int_equal(db_lvol_get(f->db, id, &l), 0);
+	assert_string_equal(l.reason, "bad?line");
+	db_lvol_clear(&l);
 	assert_int_equal(db_lvol_set_reason(f->db, id, "nvme connect refused"), 0);
 	assert_int_equal(db_lvol_get(f->db, id, &l), 0);
 	assert_int_equal(l.zero_from, 12 * MiB);
@@ -935,6 +939,11 @@ static void test_events_dedup(void **state)
 	assert_int_equal(db_event_raise(f->db, NULL, "", "x", NULL), -EINVAL);
 	assert_int_equal(db_event_raise(f->db, NULL, "k", "", NULL), -EINVAL);
 	assert_int_equal(db_event_raise(f->db, "bad node", "k", "o", NULL), -EINVAL);
+	/* Junk from a target is cleaned, not refused. */
+	assert_int_equal(db_event_raise(f->db, NULL, "k2", "o", "a\x01" "b\xff" "c\xe2\x98\x83" "d\xe2\x98"), 0);
+	assert_int_equal(db_event_list(f->db, false, &ev, &cnt), 0);
+	assert_string_equal(ev[cnt - 1].detail, "a?b?c\xe2\x98\x83" "d??");
+	db_event_list_free(ev, cnt);
 	/* Long details are truncated, not refused. */
 	char big[2000];
 	memset(big, 'x', sizeof(big) - 1);
