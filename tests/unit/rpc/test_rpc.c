@@ -556,6 +556,54 @@ static void test_server_pipelined(void **state)
 	json_buf_free(&b);
 }
 
+/* A client that writes and never reads: the server stops reading it once
+ * its unsent output is large (bounded memory), and resumes when the client
+ * reads; every reply arrives, in order. */
+static void test_server_backpressure(void **state)
+{
+	struct fx *f = *state;
+	char req[1200], pad[1024];
+	unsigned sent = 0, stalls = 0;
+	struct json_framer *fr;
+	json_t *v;
+
+	memset(pad, 'p', sizeof(pad) - 1);
+	pad[sizeof(pad) - 1] = '\0';
+	while (stalls < 50 && sent < 100000) {
+		int n = snprintf(req, sizeof(req), "{\"method\":\"echo\",\"id\":%u,\"params\":[\"%s\"]}",
+				 sent, pad);
+		ssize_t w = write(f->fd, req, (size_t)n);
+
+		if (w == n) {
+			sent++;
+			stalls = 0;
+		} else {
+			assert_true(w < 0 && errno == EAGAIN); /* whole small writes only */
+			stalls++;
+		}
+		ev_loop_run_once(f->loop, 0);
+	}
+	/* The client's writes stalled: the server stopped reading long
+	 * before 100,000 requests (about 100 MiB of replies). */
+	assert_true(stalls >= 50);
+	assert_true(sent < 20000);
+	assert_int_equal(json_framer_create(0, &fr), 0);
+	for (unsigned got = 0; got < sent;) {
+		char buf[65536];
+		ssize_t n;
+
+		ev_loop_run_once(f->loop, 1);
+		while ((n = read(f->fd, buf, sizeof(buf))) > 0)
+			json_framer_feed(fr, buf, (size_t)n);
+		while (json_framer_next(fr, &v, NULL, NULL) == 1) {
+			assert_int_equal(json_integer_value(json_object_get(v, "id")), got);
+			got++;
+			json_decref(v);
+		}
+	}
+	json_framer_destroy(fr);
+}
+
 static void test_server_oversize(void **state)
 {
 	struct fx *f = *state;
@@ -1136,6 +1184,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_server_split_every_offset, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_server_order, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_server_pipelined, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_server_backpressure, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_server_oversize, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_server_disconnect_pending, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_server_half_close, fx_setup, fx_teardown),
