@@ -52,3 +52,28 @@ def test_usage_and_errors(nvmf_tgt):
     nqn = nvmf_tgt.subsystem(size_mib=4, block_size=4096)
     r = diskperf(nvmf_tgt.trid(nqn), q=1, o=512, w="randread", t=1)
     assert r.returncode == 1 and "block size" in r.stderr
+
+
+def test_target_killed_during_run(tmpdir_short):
+    """diskperf ends with exit 1 and one clear line when the target dies."""
+    import os
+    import signal
+    import helpers
+    from conftest import NvmfTarget
+    sock = os.path.join(tmpdir_short, "tgt.sock")
+    proc = helpers.Proc([helpers.binary("disktgt"), "-r", sock],
+                        os.path.join(tmpdir_short, "disktgt.log"))
+    try:
+        helpers.wait_socket(sock, proc)
+        t = NvmfTarget(proc, sock)
+        nqn = t.subsystem(size_mib=16)
+        perf = subprocess.Popen([tool("diskperf"), "-r", t.trid(nqn), "-q", "8", "-o", "4096",
+                                 "-w", "randread", "-t", "30"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        helpers.wait_for(lambda: t.controllers(nqn), timeout=20, what="diskperf connected")
+        proc.p.send_signal(signal.SIGKILL)
+        out, err = perf.communicate(timeout=30)
+        assert perf.returncode == 1, (out, err)
+        assert err.startswith("diskperf: ") and "lost" in err, err
+    finally:
+        proc.stop()
