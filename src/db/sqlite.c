@@ -73,6 +73,9 @@ int sq_fail(struct db *db, int rc, const char *what)
 			       s->path, s->busy_ms);
 	if (err == -EROFS)
 		return db_fail(db, err, "database %s is read-only", s->path);
+	if (err == -EIO || err == -ENOSPC)
+		return db_fail(db, err, "%s failed on database %s: %s", what, s->path,
+			       sqlite3_errmsg(s->h));
 	return db_fail(db, err, "%s: %s", what, sqlite3_errmsg(s->h));
 }
 

@@ -531,3 +531,57 @@ def test_random_junk_never_crashes_or_half_writes(fleet):
     assert con.execute("PRAGMA foreign_key_check").fetchall() == []
     con.close()
     js(ctl, "status")
+
+
+# ------------------------------------------------- crashes and I/O errors
+
+def test_write_error_is_one_line_and_rolls_back(fleet):
+    """A write that hits an I/O error (file size limit: EFBIG on the WAL) fails cleanly."""
+    import resource
+    import signal
+    ctl = fleet
+    before = ctl.dump()
+    keep = sqlite3.connect(ctl.db)  # keeps -wal/-shm in place, as a running agent would
+    keep.execute("SELECT count(*) FROM lvols").fetchall()
+
+    def limit():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+    try:
+        for args in (["lvol", "create", "--disk", "d1", "--size", "1M"], ["lvol", "delete", "1"],
+                     ["node", "add", "n3", "--rpc-socket", "/tmp/n3.sock"]):
+            rc, out, err = ctl.run(*args, rc=1, preexec_fn=limit)
+            assert len(err.splitlines()) == 1 and "I/O error" in err, err
+            assert ctl.dump() == before
+    finally:
+        keep.close()
+    _, out, _ = ctl.run("lvol", "create", "--disk", "d1", "--size", "1M")
+    assert out == "2\n"
+
+
+def test_sigkill_mid_write_never_leaves_half_rows(fleet):
+    """diskctl killed at random points: every row is whole (nqn set in the same transaction)."""
+    import random
+    import signal
+    ctl = fleet
+    rnd = random.Random(7)
+    for _ in range(6):
+        procs = [ctl.popen("lvol", "create", "--disk", "d1", "--size", "1M", "--thin") for _ in range(8)]
+        time.sleep(rnd.uniform(0.0, 0.03))
+        for p in procs:
+            if rnd.random() < 0.5:
+                p.send_signal(signal.SIGKILL)
+        for p in procs:
+            p.communicate(timeout=60)
+    con = sqlite3.connect(ctl.db)
+    try:
+        assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        rows = con.execute("SELECT id, nqn, state, generation FROM lvols").fetchall()
+        assert len(rows) >= 2
+        for i, nqn, st, gen in rows:
+            assert nqn == "nqn.2026-11.io.diskengine:lvol-%d" % i and gen == 1, rows
+        changes = con.execute("SELECT value FROM meta WHERE key='changes'").fetchone()[0]
+    finally:
+        con.close()
+    # every committed create moved the change counter (4 setup writes before)
+    assert changes == 4 + 1 + (len(rows) - 1), (changes, len(rows))
