@@ -162,6 +162,8 @@ static void *loop_main(void *arg)
 				db_node_heartbeat(l->db, l->node.id);
 			l->tick(l);
 			l->ticks++;
+			LOG_DEBUG("agent", "tick loop=%s wake=%d ms=%llu", l->name, (int)wake,
+				  (unsigned long long)(clock_mono_ms() - now));
 			if (now >= next_tick)
 				next_tick = clock_mono_ms() + o->tick_ms;
 			continue;

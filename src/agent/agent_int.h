@@ -18,6 +18,8 @@
 #define AGENT_MODEL "diskengine lvol"
 #define AGENT_NSID 1u
 #define MIB (1024ull * 1024)
+/* A provisioning pass with more CREATING rows than this lists the target once. */
+#define AGENT_BULK_ROWS 32
 
 struct agent_loop;
 

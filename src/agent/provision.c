@@ -106,19 +106,75 @@ static void provision_undo(struct agent_loop *l, const struct db_lvol *lv)
 	db_lvol_clear(&now);
 }
 
+/*
+ * Lookups for one row. A pass over many rows lists the target once (view);
+ * a pass over a few asks for just those names, so a create costs the same
+ * with 10 or 10,000 lvols on the node.
+ */
+static int lvol_lookup(struct agent_loop *l, const struct agent_view *v, int idx, const char *name,
+		       char uuid[SPDK_UUID_LEN], uint64_t *size)
+{
+	const struct spdk_lvstore *lvs = &v->lvstores.v[idx];
+	struct spdk_bdev_list b;
+	char alias[2 * SPDK_NAME_LEN + 2];
+	int rc;
+
+	*size = 0;
+	if (v->lvols_ok[idx]) {
+		const struct spdk_lvol *x = spdk_lvol_find_name(&v->lvols[idx], name);
+
+		if (!x)
+			return 0;
+		snprintf(uuid, SPDK_UUID_LEN, "%s", x->uuid);
+		return 1;
+	}
+	snprintf(alias, sizeof(alias), "%s/%s", lvs->name, name);
+	rc = spdk_bdev_get(l->spdk, alias, &b);
+	if (rc == -ENODEV)
+		return 0;
+	if (rc == 0 && b.n == 1 && strlen(b.v[0].name) < SPDK_UUID_LEN) {
+		memcpy(uuid, b.v[0].name, strlen(b.v[0].name) + 1);
+		*size = b.v[0].num_blocks * b.v[0].block_size;
+		rc = 1;
+	} else if (rc == 0) {
+		rc = -EPROTO;
+	}
+	spdk_bdev_list_free(&b);
+	return rc;
+}
+
+/* *out: the subsystem (in the view or in *one), NULL when absent. */
+static int sub_lookup(struct agent_loop *l, const struct agent_view *v, const char *nqn,
+		      struct spdk_subsystem_list *one, const struct spdk_subsystem **out)
+{
+	int rc;
+
+	*out = NULL;
+	if (v->have_subsystems) {
+		*out = spdk_subsystem_find(&v->subsystems, nqn);
+		return 0;
+	}
+	rc = spdk_nvmf_subsystem_get_one(l->spdk, nqn, one);
+	if (rc == -ENODEV)
+		return 0;
+	if (rc == 0)
+		*out = &one->v[0];
+	return rc;
+}
+
 /* One CREATING lvol. Returns a transient error to stop the pass, else 0. */
 static int provision_lvol(struct agent_loop *l, const struct db_disk *disks, size_t n_disks,
 			  struct db_lvol *lv, struct agent_view *v)
 {
 	const struct db_disk *d = agent_disk_find(disks, n_disks, lv->disk_id);
-	const struct spdk_subsystem *sub;
-	const struct spdk_lvol *existing;
+	const struct spdk_subsystem *sub = NULL;
+	struct spdk_subsystem_list one = { 0 };
 	struct spdk_lvstore *lvs;
 	char name[32], nqn[AGENT_NQN_MAX], uuid[SPDK_UUID_LEN] = "";
 	struct db_snapshot parent = { 0 };
-	uint64_t real_size, cluster;
+	uint64_t real_size = 0, cluster;
 	bool created = false;
-	int idx, rc;
+	int idx, rc, found;
 
 	if (!d) {
 		lvol_fail(l, lv, "disk %s is not a disk of node %s", lv->disk, l->node.name);
@@ -133,20 +189,19 @@ static int provision_lvol(struct agent_loop *l, const struct db_disk *disks, siz
 	cluster = lvs->cluster_size ? lvs->cluster_size : d->cluster_size;
 	snprintf(name, sizeof(name), "%" PRId64, lv->id);
 	agent_lvol_nqn(l->nqn_prefix, lv->id, nqn);
-	existing = agent_view_lvol(v, lvs->uuid, name);
+	found = lvol_lookup(l, v, idx, name, uuid, &real_size);
+	if (found < 0)
+		return spdk_call_is_transient(found) ? found : 0;
 
-	if (lv->clone_of) {
+	if (lv->clone_of && !found) {
 		rc = db_snapshot_get(l->db, lv->clone_of, &parent);
 		if (rc || parent.state != DB_SNAPSHOT_READY || !parent.uuid[0]) {
-			if (!existing) {
-				lvol_note(l, lv, "waiting for snapshot %" PRId64 " to be READY",
-					  lv->clone_of);
-				return 0;
-			}
+			lvol_note(l, lv, "waiting for snapshot %" PRId64 " to be READY", lv->clone_of);
+			return 0;
 		}
 	}
 	/* Placement: a thick lvol must fit in the lvstore's free space. */
-	if (!existing && !lv->thin && !lv->clone_of) {
+	if (!found && !lv->thin && !lv->clone_of) {
 		uint64_t need = agent_size_real(lv->size, cluster);
 		uint64_t total = lvs->total_data_clusters * cluster;
 		uint64_t avail = lvs->free_clusters * cluster;
@@ -163,19 +218,17 @@ static int provision_lvol(struct agent_loop *l, const struct db_disk *disks, siz
 		}
 	}
 
-	sub = spdk_subsystem_find(&v->subsystems, nqn);
-	rc = agent_nvmf_ensure(l, d, lv, sub);
+	rc = sub_lookup(l, v, nqn, &one, &sub);
+	if (rc == 0)
+		rc = agent_nvmf_ensure(l, d, lv, sub);
 	if (rc) {
-		if (spdk_call_is_transient(rc))
-			return rc;
-		lvol_note(l, lv, "export not ready: %s (%s)", common_strerror(rc),
-			  spdk_client_last_message(l->spdk));
-		return 0;
+		if (!spdk_call_is_transient(rc))
+			lvol_note(l, lv, "export not ready: %s (%s)", common_strerror(rc),
+				  spdk_client_last_message(l->spdk));
+		goto out;
 	}
 
-	if (existing) {
-		snprintf(uuid, sizeof(uuid), "%s", existing->uuid);
-	} else {
+	if (!found) {
 		if (lv->clone_of)
 			rc = spdk_lvol_clone(l->spdk, parent.uuid, name, uuid);
 		else
@@ -184,24 +237,21 @@ static int provision_lvol(struct agent_loop *l, const struct db_disk *disks, siz
 		if (rc == -EEXIST) {
 			/* Created by an earlier pass whose reply was lost: adopt. */
 			rc = view_refresh_lvols(l, v, idx);
+			if (rc == 0)
+				rc = lvol_lookup(l, v, idx, name, uuid, &real_size) == 1 ? 0 : -EAGAIN;
 			if (rc)
-				return spdk_call_is_transient(rc) ? rc : 0;
-			existing = agent_view_lvol(v, lvs->uuid, name);
-			if (!existing)
-				return 0;
-			LOG_INFO("agent", "lvol adopted id=%" PRId64 " uuid=%s", lv->id,
-				 existing->uuid);
-			snprintf(uuid, sizeof(uuid), "%s", existing->uuid);
+				goto out;
+			LOG_INFO("agent", "lvol adopted id=%" PRId64 " uuid=%s", lv->id, uuid);
 		} else if (rc == -ENOSPC) {
 			lvol_fail(l, lv, "no space left on disk %s", d->name);
-			return 0;
+			rc = 0;
+			goto out;
 		} else if (rc) {
-			if (spdk_call_is_transient(rc))
-				return rc;
-			lvol_note(l, lv, "bdev_lvol_%s failed: %s (%s)",
-				  lv->clone_of ? "clone" : "create", common_strerror(rc),
-				  spdk_client_last_message(l->spdk));
-			return 0;
+			if (!spdk_call_is_transient(rc))
+				lvol_note(l, lv, "bdev_lvol_%s failed: %s (%s)",
+					  lv->clone_of ? "clone" : "create", common_strerror(rc),
+					  spdk_client_last_message(l->spdk));
+			goto out;
 		} else {
 			created = true;
 			LOG_INFO("agent", "lvol created id=%" PRId64 " uuid=%s disk=%s size_mib=%" PRIu64
@@ -211,7 +261,8 @@ static int provision_lvol(struct agent_loop *l, const struct db_disk *disks, siz
 		}
 	}
 
-	real_size = bdev_size(l, uuid);
+	if (!real_size)
+		real_size = bdev_size(l, uuid);
 	if (!real_size)
 		real_size = agent_size_real(lv->size, cluster);
 	if (strcmp(lv->uuid, uuid) != 0 || lv->real_size != real_size) {
@@ -219,7 +270,8 @@ static int provision_lvol(struct agent_loop *l, const struct db_disk *disks, siz
 		if (rc) {
 			LOG_WARN("agent", "uuid not recorded id=%" PRId64 " err=%s db=\"%s\"", lv->id,
 				 common_strerror(rc), db_errmsg(l->db));
-			return 0;
+			rc = 0;
+			goto out;
 		}
 		snprintf(lv->uuid, sizeof(lv->uuid), "%s", uuid);
 		lv->real_size = real_size;
@@ -233,11 +285,10 @@ static int provision_lvol(struct agent_loop *l, const struct db_disk *disks, siz
 
 	rc = agent_nvmf_export(l, lv, sub);
 	if (rc) {
-		if (spdk_call_is_transient(rc))
-			return rc;
-		lvol_note(l, lv, "namespace not added: %s (%s)", common_strerror(rc),
-			  spdk_client_last_message(l->spdk));
-		return 0;
+		if (!spdk_call_is_transient(rc))
+			lvol_note(l, lv, "namespace not added: %s (%s)", common_strerror(rc),
+				  spdk_client_last_message(l->spdk));
+		goto out;
 	}
 	agent_crash("provision.after_ns_add");
 
@@ -246,17 +297,21 @@ static int provision_lvol(struct agent_loop *l, const struct db_disk *disks, siz
 	rc = db_lvol_set_state(l->db, lv->id, lv->generation, DB_LVOL_READY, NULL);
 	if (rc == -ESTALE) {
 		provision_undo(l, lv);
-		return 0;
+		rc = 0;
+		goto out;
 	}
 	if (rc) {
 		LOG_WARN("agent", "lvol not marked ready id=%" PRId64 " err=%s db=\"%s\"", lv->id,
 			 common_strerror(rc), db_errmsg(l->db));
-		return 0;
+		rc = 0;
+		goto out;
 	}
 	LOG_INFO("agent", "lvol ready id=%" PRId64 " uuid=%s nqn=%s real_size=%" PRIu64, lv->id,
 		 uuid, nqn, real_size);
 	agent_crash("provision.after_ready");
-	return 0;
+out:
+	spdk_subsystem_list_free(&one);
+	return spdk_call_is_transient(rc) ? rc : 0;
 }
 
 /* One CREATING snapshot: bdev_lvol_snapshot (or adopt "snap-<id>"), READY. */
@@ -352,6 +407,7 @@ void agent_provision_tick(struct agent_loop *l)
 	struct agent_view v = { 0 };
 	uint64_t now = clock_mono_ms();
 	bool verify_due = now - l->last_verify_ms >= l->agent->opt.tick_ms || !l->last_verify_ms;
+	bool bulk;
 	int rc;
 
 	rc = db_disk_list(l->db, l->node.name, &disks, &n_disks);
@@ -368,7 +424,9 @@ void agent_provision_tick(struct agent_loop *l)
 	if (!n_lvols && !n_snaps && !verify_due)
 		goto out;
 
-	rc = agent_view_fetch(l, &v, n_lvols || n_snaps, n_lvols > 0, false);
+	/* Many rows: list the target once; a few: look up just their names. */
+	bulk = n_lvols > AGENT_BULK_ROWS;
+	rc = agent_view_fetch(l, &v, bulk || n_snaps, bulk, false);
 	target_state(l, rc);
 	if (rc)
 		goto out;

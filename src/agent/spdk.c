@@ -509,6 +509,27 @@ int spdk_nvmf_subsystem_get(struct spdk_client *c, struct spdk_subsystem_list *o
 	return rc;
 }
 
+int spdk_nvmf_subsystem_get_one(struct spdk_client *c, const char *nqn,
+				struct spdk_subsystem_list *out)
+{
+	json_t *res = NULL, *p = json_pack("{s:s}", "nqn", nqn);
+	int rc;
+
+	out->v = NULL;
+	out->n = 0;
+	if (!p)
+		return -ENOMEM;
+	rc = spdk_call(c, "nvmf_get_subsystems", p, &res);
+	if (rc == 0)
+		rc = spdk_parse_subsystems(res, out);
+	if (rc == 0 && (out->n != 1 || strcmp(out->v[0].nqn, nqn) != 0)) {
+		spdk_subsystem_list_free(out);
+		rc = -EPROTO;
+	}
+	json_decref(res);
+	return rc;
+}
+
 int spdk_nvmf_listener_add(struct spdk_client *c, const char *nqn,
 			   const struct spdk_listen_addr *a)
 {

@@ -156,6 +156,9 @@ int spdk_nvmf_subsystem_create(struct spdk_client *c, const char *nqn, const cha
 			       const char *model, bool allow_any_host, uint32_t max_namespaces);
 int spdk_nvmf_subsystem_delete(struct spdk_client *c, const char *nqn);
 int spdk_nvmf_subsystem_get(struct spdk_client *c, struct spdk_subsystem_list *out);
+/* nvmf_get_subsystems {nqn}: one subsystem (-ENODEV when it does not exist). */
+int spdk_nvmf_subsystem_get_one(struct spdk_client *c, const char *nqn,
+				struct spdk_subsystem_list *out);
 int spdk_nvmf_listener_add(struct spdk_client *c, const char *nqn,
 			   const struct spdk_listen_addr *addr);
 int spdk_nvmf_host_add(struct spdk_client *c, const char *nqn, const char *host);

@@ -113,13 +113,6 @@ class Target:
                 "block_size": BLOCK, "cluster_size": s["cluster_size"],
                 "max_growable_size": s["total"] * s["cluster_size"] * 64}
 
-    def claimed(self, bdev_uuid):
-        for sub in self.subsystems.values():
-            for ns in sub["namespaces"]:
-                if ns["bdev_name"] == bdev_uuid:
-                    return True
-        return False
-
     # ------------------------------------------------------------ methods
     def m_spdk_get_version(self, p):
         if p is not None:
@@ -160,8 +153,24 @@ class Target:
             raise RpcError(-32602, "bdev_wait_for_examine method requires no parameters")
         return True
 
+    def claimed_set(self):
+        return {ns["bdev_name"] for sub in self.subsystems.values() for ns in sub["namespaces"]}
+
+    def lvol_bdev_json(self, s, lv, claimed):
+        return {"name": lv["uuid"], "aliases": ["%s/%s" % (s["name"], lv["name"])],
+                "product_name": "Logical Volume", "block_size": BLOCK,
+                "num_blocks": lv["size_clusters"] * s["cluster_size"] // BLOCK,
+                "uuid": lv["uuid"], "claimed": lv["uuid"] in claimed}
+
     def m_bdev_get_bdevs(self, p):
         p = params_check(p, (), ("name", "timeout_ms"))
+        claimed = self.claimed_set()
+        if "name" in p:
+            try:
+                s, lv = self.find_lvol(p["name"])
+                return [self.lvol_bdev_json(s, lv, claimed)]
+            except RpcError:
+                pass
         out = []
         for name, b in self.bdevs.items():
             out.append({"name": name, "aliases": [], "product_name": "AIO disk",
@@ -169,10 +178,7 @@ class Target:
                         "claimed": any(s["base_bdev"] == name for s in self.lvstores.values())})
         for s in self.lvstores.values():
             for lv in s["lvols"]:
-                out.append({"name": lv["uuid"], "aliases": ["%s/%s" % (s["name"], lv["name"])],
-                            "product_name": "Logical Volume", "block_size": BLOCK,
-                            "num_blocks": lv["size_clusters"] * s["cluster_size"] // BLOCK,
-                            "uuid": lv["uuid"], "claimed": self.claimed(lv["uuid"])})
+                out.append(self.lvol_bdev_json(s, lv, claimed))
         if "name" in p:
             out = [b for b in out if b["name"] == p["name"] or p["name"] in b.get("aliases", [])]
             if not out:
@@ -369,7 +375,7 @@ class Target:
             _, lv = self.find_lvol(ns["bdev_name"])
         except RpcError:
             raise RpcError(-32602, "Invalid parameters")
-        if self.claimed(lv["uuid"]):
+        if lv["uuid"] in self.claimed_set():
             raise RpcError(-32602, "Invalid parameters")
         nsid = ns.get("nsid") or 0
         used = {n["nsid"] for n in sub["namespaces"]}

@@ -272,15 +272,25 @@ def test_thick_too_big_fails_with_reason(node):
 # ------------------------------------------------------------------ latency
 
 def test_create_wait_latency_uses_wakeup(node):
+    """With the default 1 s tick, a create is READY in a few ms: the agent
+    wakes on the desired-state change, it does not wait for its tick.
+    Measured two ways: in the DB (updated_at - created_at of each row: the
+    agent's part, independent of process start-up and machine load) and as
+    the wall time of `diskctl lvol create --wait` (includes diskctl's start,
+    which is slow under ASan; bounded well below the tick)."""
     node.stop_agent()
     node.tick = "1s"
     node.start_agent()
     node.create("8MiB", wait=True)
-    times = []
+    times, ids = [], []
     for _ in range(15 if not STRESS else 60):
         t = time.time()
-        node.create("8MiB", thin=True, wait=True)
+        ids.append(node.create("8MiB", thin=True, wait=True))
         times.append((time.time() - t) * 1000)
+    rows = {r["id"]: r for r in node.lvols()}
+    agent_ms = [rows[i]["updated_at"] - rows[i]["created_at"] for i in ids]
     p50 = statistics.median(times)
-    print("create --wait p50 %.1f ms max %.1f ms" % (p50, max(times)))
-    assert p50 < 50, times
+    print("create --wait p50 %.1f ms max %.1f ms; agent side p50 %.1f ms max %.1f ms"
+          % (p50, max(times), statistics.median(agent_ms), max(agent_ms)))
+    assert statistics.median(agent_ms) < 50, agent_ms
+    assert p50 < 250, times  # a tick-driven agent would take ~500 ms on average
