@@ -213,6 +213,10 @@ struct blob_store {
 	struct bs_waiter *zero_waiters;
 	uint8_t *zero_page;
 
+	struct md_wr *wq;           /* md page writes of this loop round */
+	size_t nwq, capwq;
+	bool wq_scheduled;
+
 	unsigned ops_inflight;      /* metadata ops + I/O requests */
 	struct bs_waiter *idle_waiters;
 };
@@ -235,6 +239,8 @@ void bs_flush(struct blob_store *bs, blob_done_cb cb, void *arg);
 void bs_zeroes_durable(struct blob_store *bs, blob_done_cb cb, void *arg);
 /* Zero md pages (ownership of `pages` passes); their bits clear when done. */
 void bs_pages_zero(struct blob_store *bs, uint32_t *pages, unsigned npages);
+/* One md page write, merged with adjacent ones of the same loop round. */
+void bs_md_write(struct blob_store *bs, uint32_t page, const uint8_t *buf, blob_done_cb cb, void *arg);
 void bs_blob_state(const struct blob *b, struct bs_md_state *st);
 
 /* A metadata transaction: write chains for up to BS_TXN_MAX blobs at one

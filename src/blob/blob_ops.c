@@ -458,13 +458,7 @@ static void delete_zeroes_durable(void *arg, int status)
 	e->pending = 1;
 	for (unsigned i = 0; i < b->npages; i++) {
 		e->pending++;
-		int rc = bdev_write(bs->bdev, bs->zero_page,
-				    (bs->super.md_start + b->pages[i]) * BLOB_PAGE_SIZE, BLOB_PAGE_SIZE,
-				    erase_write_done, e);
-		if (rc) {
-			e->pending--;
-			e->status = rc;
-		}
+		bs_md_write(bs, b->pages[i], bs->zero_page, erase_write_done, e);
 	}
 	erase_write_done(e, 0);
 }

@@ -131,11 +131,7 @@ static struct lvol *lookup_name(const struct lvol_store *lvs, const char *name)
 	struct lvol *l = b ? lvol_from_bdev(b) : NULL;
 	if (l && l->lvs == lvs && strcmp(l->name, name) == 0)
 		return l;
-	/* bdev registration failed or aliases out of sync: scan */
-	for (l = lvs->first; l; l = l->next)
-		if (strcmp(l->name, name) == 0)
-			return l;
-	return NULL;
+	return NULL; /* every usable lvol has its alias registered */
 }
 
 static bool name_taken(const struct lvol_store *lvs, const char *name)
