@@ -999,7 +999,7 @@ static int sq_lvol_create(struct db *db, const struct db_lvol_spec *spec, int64_
 	if ((rc = join_hosts(db, spec->hosts, spec->host_count, &hosts)) < 0)
 		return rc;
 	if ((rc = sq_begin(db)) < 0)
-		goto done;
+		goto out;
 	if (spec->clone_of) {
 		struct db_snapshot_filter f = { .state = DB_SNAPSHOT_ANY, .include_deleted = true };
 		struct db_snapshot *snaps = NULL;
@@ -1064,14 +1064,10 @@ static int sq_lvol_create(struct db *db, const struct db_lvol_spec *spec, int64_
 		goto out;
 	if ((rc = sq_bump_changes(db)) < 0)
 		goto out;
-	if ((rc = sq_commit(db)) < 0)
-		goto done;
-	if (id_out)
+	if ((rc = sq_commit(db)) == 0 && id_out)
 		*id_out = id;
-	goto done;
 out:
-	sq_rollback(db);
-done:
+	sq_rollback(db); /* no-op after a commit */
 	mem_free(hosts);
 	return rc;
 }
