@@ -752,6 +752,71 @@ static void test_raw_r2t_rules(void **state)
 	close(peer);
 }
 
+/* Digests: a header digest or data digest mismatch fails the queue; a good
+ * one completes. */
+static void test_raw_digests(void **state)
+{
+	for (int variant = 0; variant < 4; variant++) {
+		struct nvme_qpair *qp;
+		struct nvme_tcp_capsule_cmd cap;
+		struct acount a = { 0 };
+		uint8_t buf[512], data[512], hd[4], stream[64 + 512 + 64];
+		struct nvme_tcp_data_hdr d;
+		struct nvme_tcp_capsule_resp r;
+		size_t n = 0;
+		int peer, rc = 0;
+
+		make_pair(&qp, &peer);
+		qp->hdgst = true;
+		qp->ddgst = true;
+		assert_int_equal(nvme_qpair_read(qp, 1, 0, 1, buf, acb, &a), 0);
+		assert_int_equal(nvme_qpair_flush(qp), 0);
+		read_capsule(peer, &cap);
+		assert_true(cap.ch.flags & NVME_TCP_FLAG_HDGSTF);
+		assert_int_equal(cap.ch.plen, 76);
+		assert_int_equal(recv(peer, hd, 4, MSG_WAITALL), 4);
+		assert_int_equal(nvme_get_le32(hd), nvme_tcp_digest(&cap, 72));
+		fill_pattern(data, sizeof(data), 3);
+		memset(&d, 0, sizeof(d));
+		d.ch.pdu_type = NVME_TCP_PDU_C2H_DATA;
+		d.ch.flags = NVME_TCP_FLAG_LAST_PDU | NVME_TCP_FLAG_HDGSTF | NVME_TCP_FLAG_DDGSTF;
+		d.ch.hlen = 24;
+		d.ch.pdo = 28;
+		d.ch.plen = 28 + 512 + 4;
+		d.cccid = cap.sqe.cid;
+		d.datal = 512;
+		memcpy(stream + n, &d, 24);
+		nvme_put_le32(stream + n + 24, nvme_tcp_digest(&d, 24) ^ (variant == 1 ? 1u : 0u));
+		n += 28;
+		memcpy(stream + n, data, 512);
+		n += 512;
+		nvme_put_le32(stream + n, nvme_tcp_digest(data, 512) ^ (variant == 2 ? 0x100u : 0u));
+		n += 4;
+		memset(&r, 0, sizeof(r));
+		r.ch.pdu_type = NVME_TCP_PDU_CAPSULE_RESP;
+		r.ch.flags = variant == 3 ? 0 : NVME_TCP_FLAG_HDGSTF; /* 3: flag missing */
+		r.ch.hlen = 24;
+		r.ch.plen = 28;
+		r.cqe.cid = cap.sqe.cid;
+		memcpy(stream + n, &r, 24);
+		nvme_put_le32(stream + n + 24, nvme_tcp_digest(&r, 24));
+		n += 28;
+		assert_int_equal(send(peer, stream, n, 0), (ssize_t)n);
+		for (int k = 0; k < 50 && rc >= 0 && a.done == 0; k++)
+			rc = nvme_qpair_poll(qp, 20);
+		assert_int_equal(a.done, 1);
+		if (variant == 0) {
+			assert_int_equal(a.errors, 0);
+			assert_memory_equal(buf, data, 512);
+		} else {
+			assert_int_equal(rc, -ECONNRESET);
+			assert_int_equal(a.errors, 1);
+		}
+		nvme_qpair_destroy(qp);
+		close(peer);
+	}
+}
+
 static void test_raw_peer_close(void **state)
 {
 	struct nvme_qpair *qp;
@@ -819,6 +884,7 @@ int main(void)
 		cmocka_unit_test(test_raw_fragmented_c2h),
 		cmocka_unit_test(test_raw_errors),
 		cmocka_unit_test(test_raw_r2t_rules),
+		cmocka_unit_test(test_raw_digests),
 		cmocka_unit_test(test_raw_peer_close),
 		cmocka_unit_test(test_alloc_faults),
 	};
