@@ -92,6 +92,11 @@ struct tgt_unload_wait {
 	int status;
 };
 
+static void tgt_examined(void *arg)
+{
+	*(bool *)arg = true;
+}
+
 static void tgt_unload_done(void *arg, int status)
 {
 	struct tgt_unload_wait *w = arg;
@@ -113,7 +118,12 @@ void tgt_destroy(struct tgt *t)
 	if (t->lvol_up) {
 		struct tgt_unload_wait w = { false, 0 };
 		uint64_t deadline = clock_mono_ms() + 60000;
+		bool examined = false;
 
+		/* A store still being examined (loaded) would be abandoned. */
+		if (bdev_wait_for_examine(tgt_examined, &examined) == 0)
+			while (!examined && clock_mono_ms() < deadline)
+				ev_loop_run_once(t->loop, 100);
 		if (lvol_module_unload_all(tgt_unload_done, &w) == 0) {
 			while (!w.done && clock_mono_ms() < deadline)
 				ev_loop_run_once(t->loop, 100);

@@ -318,14 +318,73 @@ static const struct rpc_param name_spec[] = {
 	{ "name", RPC_PARAM_STRING, offsetof(struct name_params, name), false },
 };
 
-/* Unregisters a base bdev the way SPDK's hot remove does for what we
- * support: namespaces on it disappear first. A bdev holding an lvstore is
- * refused with -EBUSY (unload the store first). */
-static int tgt_bdev_remove(struct tgt *t, struct bdev *bdev)
+static void aio_forget(struct tgt *t, const char *name);
+
+/* bdev_malloc_delete / bdev_aio_delete: SPDK hot-removes the bdev: an
+ * lvstore on it is unloaded (not destroyed: re-creating the bdev brings it
+ * back), namespaces on it disappear, then the bdev goes. */
+struct remove_ctx {
+	struct tgt *t;
+	struct rpc_request *req;
+	bool aio;
+	char name[BDEV_NAME_MAX];
+};
+
+static void remove_finish(struct remove_ctx *c, int status)
 {
-	if (bdev_claim_type(bdev) != BDEV_CLAIM_NONE)
-		nvmf_tgt_bdev_removed(t->nvmf, bdev);
-	return bdev_unregister(bdev);
+	struct bdev *bdev = status ? NULL : bdev_find(c->name);
+	int rc = status;
+
+	if (!rc && !bdev)
+		rc = -ENODEV;
+	if (!rc) {
+		if (bdev_claim_type(bdev) != BDEV_CLAIM_NONE)
+			nvmf_tgt_bdev_removed(c->t->nvmf, bdev);
+		rc = bdev_unregister(bdev);
+	}
+	if (!rc && c->aio)
+		aio_forget(c->t, c->name);
+	if (rc)
+		rpc_request_errno(c->req, rc);
+	else
+		rpc_request_reply_true(c->req);
+	mem_free(c);
+}
+
+static void remove_unloaded(void *arg, int status)
+{
+	struct remove_ctx *c = arg;
+
+	if (status)
+		LOG_ERROR(TGT_LOG, "lvstore unload before bdev delete failed bdev=%s rc=%d", c->name, status);
+	remove_finish(c, status);
+}
+
+static void tgt_bdev_remove(struct tgt *t, struct rpc_request *req, struct bdev *bdev, bool aio)
+{
+	struct remove_ctx *c = mem_zalloc(sizeof(*c));
+	struct lvol_store *lvs;
+	int rc;
+
+	if (!c) {
+		rpc_request_errno(req, -ENOMEM);
+		return;
+	}
+	c->t = t;
+	c->req = req;
+	c->aio = aio;
+	snprintf(c->name, sizeof(c->name), "%s", bdev_name(bdev));
+	for (lvs = lvol_store_first(); lvs; lvs = lvol_store_next(lvs)) {
+		if (lvol_store_base_bdev(lvs) == bdev) {
+			LOG_INFO(TGT_LOG, "hot remove: unloading lvstore name=%s of bdev=%s",
+				 lvol_store_name(lvs), c->name);
+			rc = lvol_store_unload(lvs, remove_unloaded, c);
+			if (rc)
+				remove_finish(c, rc);
+			return;
+		}
+	}
+	remove_finish(c, 0);
 }
 
 static void m_bdev_malloc_delete(struct rpc_request *req, json_t *params, void *ctx)
@@ -334,7 +393,6 @@ static void m_bdev_malloc_delete(struct rpc_request *req, json_t *params, void *
 	struct name_params p = { 0 };
 	struct bdev *bdev;
 	const char *product;
-	int rc;
 
 	if (rpc_params_decode(params, name_spec, 1, &p)) {
 		rpc_request_decode_failed(req);
@@ -346,11 +404,7 @@ static void m_bdev_malloc_delete(struct rpc_request *req, json_t *params, void *
 		rpc_request_errno(req, -ENODEV);
 		goto out;
 	}
-	rc = tgt_bdev_remove(t, bdev);
-	if (rc)
-		rpc_request_errno(req, rc);
-	else
-		rpc_request_reply_true(req);
+	tgt_bdev_remove(t, req, bdev, false);
 out:
 	rpc_params_free(name_spec, 1, &p);
 }
@@ -437,8 +491,6 @@ static void m_bdev_aio_delete(struct rpc_request *req, json_t *params, void *ctx
 	struct tgt *t = ctx;
 	struct name_params p = { 0 };
 	struct bdev *bdev;
-	char name[BDEV_NAME_MAX];
-	int rc;
 
 	if (rpc_params_decode(params, name_spec, 1, &p)) {
 		rpc_request_decode_failed(req);
@@ -449,14 +501,7 @@ static void m_bdev_aio_delete(struct rpc_request *req, json_t *params, void *ctx
 		rpc_request_errno(req, -ENODEV);
 		goto out;
 	}
-	snprintf(name, sizeof(name), "%s", bdev_name(bdev));
-	rc = tgt_bdev_remove(t, bdev);
-	if (rc) {
-		rpc_request_errno(req, rc);
-		goto out;
-	}
-	aio_forget(t, name);
-	rpc_request_reply_true(req);
+	tgt_bdev_remove(t, req, bdev, true);
 out:
 	rpc_params_free(name_spec, 1, &p);
 }

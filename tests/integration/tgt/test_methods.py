@@ -207,16 +207,28 @@ def test_get_bdevs_timeout_waits_for_the_bdev(target, workdir):
     assert call_err(c2, "bdev_get_bdevs", {"name": "Never", "timeout_ms": 50}) == (-19, "No such device")
 
 
-def test_claims(target, workdir):
-    c, _, _ = setup_store(target, workdir)
+def test_claims_and_hot_remove_of_a_base_bdev(target, workdir):
+    c, path, uuid = setup_store(target, workdir)
     base = call_ok(c, "bdev_get_bdevs", {"name": "Aio_lvs0"})[0]
     assert base["claimed"] is True and base["claim_type"] == "exclusive_write"
     call_ok(c, "bdev_malloc_create", {"num_blocks": 256, "block_size": 512, "name": "M"})
     m = call_ok(c, "bdev_get_bdevs", {"name": "M"})[0]
     assert m["claimed"] is False and "claim_type" not in m
-    # a claimed base bdev cannot be deleted from under its store
-    err = call_err(c, "bdev_aio_delete", {"name": "Aio_lvs0"})
-    assert err[0] != 0
+    lv = call_ok(c, "bdev_lvol_create", {"lvol_name": "v", "size_in_mib": 4, "lvs_name": "lvs0"})
+    nvmf_setup(c)
+    call_ok(c, "nvmf_subsystem_add_ns", {"nqn": NQN, "namespace": {"bdev_name": "lvs0/v"}})
+    # SPDK hot-removes: the store is unloaded (not destroyed), its lvols and their
+    # namespaces go away, and the same file brings everything back
+    assert call_ok(c, "bdev_aio_delete", {"name": "Aio_lvs0"}) is True
+    assert call_ok(c, "bdev_lvol_get_lvstores") == []
+    assert call_err(c, "bdev_get_bdevs", {"name": lv}) == (-19, "No such device")
+    assert call_ok(c, "nvmf_get_subsystems", {"nqn": NQN})[0]["namespaces"] == []
+    call_ok(c, "bdev_aio_create", {"filename": path, "name": "Aio_lvs0", "block_size": 4096})
+    call_ok(c, "bdev_wait_for_examine")
+    assert call_ok(c, "bdev_lvol_get_lvstores")[0]["uuid"] == uuid
+    assert call_ok(c, "bdev_get_bdevs", {"name": "lvs0/v"})[0]["name"] == lv
+    assert call_err(c, "bdev_aio_delete", {"name": "M"}) == (-19, "No such device")  # not an aio bdev
+    assert call_ok(c, "bdev_malloc_delete", {"name": "M"}) is True
 
 
 # ------------------------------------------------------------------ nvmf
