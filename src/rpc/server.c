@@ -74,6 +74,7 @@ struct rpc_conn {
 	uint32_t ev_mask;          /* events currently registered */
 	bool read_eof;             /* peer shut down its side */
 	bool close_after_flush;    /* oversize request answered: then close */
+	bool out_broken;           /* a reply could not be queued: close once flushed */
 	bool dispatching;          /* inside conn_process_input */
 	bool exit_pending;         /* an RPC_REPLY_EXIT request completed: take nothing more */
 };
@@ -244,7 +245,7 @@ static void conn_close(struct rpc_conn *c, const char *why)
 
 static bool conn_can_read(const struct rpc_conn *c)
 {
-	return !c->read_eof && !c->close_after_flush && !c->exit_pending &&
+	return !c->read_eof && !c->close_after_flush && !c->exit_pending && !c->out_broken &&
 	       c->n_slots < CONN_SLOTS_HIGH &&
 	       c->out.len - c->out_off < CONN_OUT_HIGH;
 }
@@ -317,6 +318,7 @@ static void conn_collect(struct rpc_conn *c)
 			c->tail = NULL;
 		c->n_slots--;
 		if (c->fd >= 0) {
+			size_t mark = c->out.len;
 			int rc = 0;
 
 			if (!sl->batch) {
@@ -339,8 +341,13 @@ static void conn_collect(struct rpc_conn *c)
 				if (any && !rc)
 					rc = json_buf_append(&c->out, "]\n", 2);
 			}
-			if (rc)
+			if (rc) {
+				/* The stream must stay whole: drop the partial text and
+				 * end the connection after what is already queued. */
 				LOG_ERROR(MOD, "out of memory queueing a response fd=%d", c->fd);
+				c->out.len = mark;
+				c->out_broken = true;
+			}
 		}
 		if (sl->exit_after) {
 			slot_free(sl);
@@ -367,7 +374,8 @@ static void conn_pump(struct rpc_conn *c)
 		conn_close(c, "write failed");
 		return;
 	}
-	if ((c->read_eof || c->close_after_flush) && !c->head && c->out.len == 0) {
+	if (((c->read_eof || c->close_after_flush) && !c->head && c->out.len == 0) ||
+	    (c->out_broken && c->out.len == 0)) {
 		conn_close(c, c->read_eof ? "peer closed" : "request too large");
 		return;
 	}

@@ -621,13 +621,18 @@ static void test_server_oversize(void **state)
 		assert_int_equal(rpc_server_adopt_fd(f->s, sv[0]), 0);
 		f->fd = sv[1];
 	}
-	/* A request before the big one is still answered, then the error. */
-	fx_send_str(f, "{\"method\":\"echo\",\"id\":1}");
+	/* A request before the big one is still answered (even when it
+	 * completes later), then the error. */
+	fx_send_str(f, "{\"method\":\"hold\",\"id\":1}");
 	memset(big, ' ', sizeof(big));
 	memcpy(big, "{\"method\":\"echo\",\"id\":2,\"params\":\"", 34);
 	big[sizeof(big) - 2] = '"';
 	big[sizeof(big) - 1] = '}';
 	fx_send(f, big, sizeof(big));
+	fx_expect_quiet(f, 0);
+	assert_false(f->peer_closed);
+	assert_int_equal(n_held, 1);
+	rpc_request_reply(held[--n_held], json_null());
 	fx_expect_closed(f);
 	assert_string_equal(json_buf_cstr(&f->in),
 			    "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":null}\n"
