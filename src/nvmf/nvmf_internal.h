@@ -96,6 +96,7 @@ struct nvmf_tgt {
 	 * which saves a context switch per batch on the data path. */
 	uint64_t busy_until_us;
 	bool spin_scheduled;
+	unsigned n_reap; /* closed connections whose deferred free could not be queued */
 };
 
 #define NVMF_BUSY_POLL_US 500
@@ -164,6 +165,7 @@ struct nvmf_conn {
 	uint8_t hpda;
 	bool closed;         /* fd closed, waiting for in-flight I/O */
 	bool free_scheduled;
+	bool free_pending;   /* free at the next reap (ev_defer failed) */
 	bool flush_scheduled;
 	bool want_out;       /* EPOLLOUT armed */
 	bool fatal_after_send; /* close once the send queue drains */
@@ -264,6 +266,8 @@ int nvmf_conn_create(struct nvmf_tgt *tgt, int fd, const struct nvmf_listen_addr
 		     const struct nvmf_listen_addr *peer, struct nvmf_conn **out);
 /* Closes the socket now; memory goes once in-flight bdev I/O completes. */
 void nvmf_conn_close(struct nvmf_conn *conn, const char *why);
+/* Frees connections left for reaping; call only with no connection on the stack. */
+void nvmf_tgt_reap(struct nvmf_tgt *tgt);
 /* Fatal protocol error: C2HTermReq with fes/fei then close. */
 void nvmf_conn_fatal(struct nvmf_conn *conn, uint16_t fes, uint32_t fei);
 /* Feeds received bytes through the PDU parser (also used by the fuzzer). */

@@ -70,11 +70,29 @@ static void conn_free(struct ev_loop *loop, void *arg)
 
 static void conn_maybe_free(struct nvmf_conn *conn)
 {
-	if (!conn->closed || conn->inflight || conn->free_scheduled)
+	if (!conn->closed || conn->inflight || conn->free_scheduled || conn->free_pending)
 		return;
-	conn->free_scheduled = true;
-	if (ev_defer(conn->tgt->loop, conn_free, conn) != 0)
-		conn_free(conn->tgt->loop, conn);
+	if (ev_defer(conn->tgt->loop, conn_free, conn) == 0) {
+		conn->free_scheduled = true;
+		return;
+	}
+	/* no memory for the deferred call: the next reap frees it */
+	conn->free_pending = true;
+	conn->tgt->n_reap++;
+}
+
+void nvmf_tgt_reap(struct nvmf_tgt *tgt)
+{
+	struct nvmf_conn *c = tgt->conns;
+
+	while (c && tgt->n_reap) {
+		struct nvmf_conn *next = c->next;
+		if (c->free_pending) {
+			tgt->n_reap--;
+			conn_free(tgt->loop, c);
+		}
+		c = next;
+	}
 }
 
 static void conn_event(struct ev_loop *loop, int fd, uint32_t events, void *arg);
@@ -860,6 +878,8 @@ static void conn_event(struct ev_loop *loop, int fd, uint32_t events, void *arg)
 	struct nvmf_conn *conn = arg;
 	struct nvmf_tgt *tgt = conn->tgt;
 
+	if (tgt->n_reap)
+		nvmf_tgt_reap(tgt); /* never conn itself: it is live */
 	if (events & EPOLLOUT)
 		conn_flush(conn);
 	if (conn->closed)

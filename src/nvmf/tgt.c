@@ -64,8 +64,10 @@ void nvmf_tgt_destroy(struct nvmf_tgt *tgt)
 			nvmf_conn_close(c, "target shutdown");
 	/* Wait for bdev I/O still in flight so no callback touches freed memory. */
 	uint64_t deadline = clock_mono_ms() + 5000;
-	while ((tgt->conns || tgt->spin_scheduled) && clock_mono_ms() < deadline)
+	while ((tgt->conns || tgt->spin_scheduled) && clock_mono_ms() < deadline) {
 		ev_loop_run_once(tgt->loop, 10);
+		nvmf_tgt_reap(tgt);
+	}
 	if (tgt->conns)
 		LOG_WARN(NVMF_LOG, "target destroyed with connections still waiting for I/O");
 	while (tgt->ports) {
@@ -86,6 +88,8 @@ static void tgt_spin(struct ev_loop *loop, void *arg)
 	struct nvmf_tgt *tgt = arg;
 
 	tgt->spin_scheduled = false;
+	if (tgt->n_reap)
+		nvmf_tgt_reap(tgt);
 	if (tgt->destroying || clock_mono_us() >= tgt->busy_until_us)
 		return;
 	if (ev_defer(loop, tgt_spin, tgt) == 0)
@@ -365,6 +369,8 @@ static void port_accept(struct ev_loop *loop, int fd, uint32_t events, void *arg
 {
 	struct nvmf_port *port = arg;
 
+	if (port->tgt->n_reap)
+		nvmf_tgt_reap(port->tgt);
 	for (int i = 0; i < 16; i++) {
 		struct sockaddr_storage ss;
 		socklen_t sl = sizeof(ss);

@@ -1004,6 +1004,274 @@ static void test_discovery(void **state)
 	assert_int_equal(nvmf_subsystem_destroy(s), 0);
 }
 
+/* ------------------------------------------------ status codes, digests */
+
+struct edge_args {
+	int rc;
+	uint16_t st[32];
+	uint32_t dw0[32];
+	uint64_t cap, vs, csts_after_shn;
+	int term_hd, closed_hd;
+	uint16_t fes_hd;
+	uint16_t st_ddgst;
+	int rc_ddgst;
+};
+
+static uint16_t edge_cmd(struct mh *h, struct nvme_sqe *sqe, uint32_t rlen, uint32_t *dw0)
+{
+	static uint8_t buf[8192];
+	struct nvme_cqe cqe;
+
+	if (mh_cmd(h, sqe, NULL, 0, NULL, 0, 0, rlen ? buf : NULL, rlen, &cqe) != 0)
+		return 0xFFFF;
+	if (dw0)
+		*dw0 = cqe.dw0;
+	return cqe.status;
+}
+
+static void host_edges(void *arg)
+{
+	struct edge_args *a = arg;
+	struct mh adm, q, bad;
+	uint16_t cntlid = 0;
+	int i = 0;
+
+	a->rc = mh_admin_up(&adm, port, SUBNQN, HOSTNQN, 0, &cntlid);
+	if (a->rc)
+		return;
+	mh_prop_get(&adm, NVME_REG_CAP, true, &a->cap);
+	mh_prop_get(&adm, NVME_REG_VS, false, &a->vs);
+	struct nvme_sqe c0 = { .opc = NVME_OPC_IDENTIFY, .cdw10 = 0x08 };           /* CNS 8: invalid field */
+	a->st[i++] = edge_cmd(&adm, &c0, 4096, NULL);
+	struct nvme_sqe c1 = { .opc = NVME_OPC_IDENTIFY, .nsid = 0, .cdw10 = NVME_CNS_NS }; /* nsid 0 */
+	a->st[i++] = edge_cmd(&adm, &c1, 4096, NULL);
+	struct nvme_sqe c2 = { .opc = NVME_OPC_GET_LOG_PAGE, .cdw10 = 0x7F | (127u << 16) }; /* unknown LID */
+	a->st[i++] = edge_cmd(&adm, &c2, 512, NULL);
+	struct nvme_sqe c3 = { .opc = NVME_OPC_GET_FEATURES, .cdw10 = 0x55 };        /* unknown FID */
+	a->st[i++] = edge_cmd(&adm, &c3, 0, NULL);
+	struct nvme_sqe c4 = { .opc = NVME_OPC_SET_FEATURES, .cdw10 = NVME_FEAT_KEEP_ALIVE_TIMER, .cdw11 = 0 };
+	a->st[i++] = edge_cmd(&adm, &c4, 0, NULL);                                   /* KATO 0 */
+	struct nvme_sqe c5 = { .opc = 0x01 /* create SQ: not over fabrics */ };
+	a->st[i++] = edge_cmd(&adm, &c5, 0, NULL);
+	struct nvme_sqe c6 = { .opc = NVME_OPC_SET_FEATURES, .cdw10 = NVME_FEAT_NUMBER_OF_QUEUES | NVME_FEAT_SAVE,
+			       .cdw11 = 0x00030003 };
+	a->st[i++] = edge_cmd(&adm, &c6, 0, NULL);                                   /* SV */
+	struct nvme_sqe c7 = { .opc = NVME_OPC_SET_FEATURES, .cdw10 = NVME_FEAT_NUMBER_OF_QUEUES, .cdw11 = 0x00030003 };
+	a->st[i] = edge_cmd(&adm, &c7, 0, &a->dw0[i]);                               /* granted 127 */
+	i++;
+	struct nvme_sqe c8 = { .opc = NVME_OPC_GET_LOG_PAGE, .cdw10 = NVME_LOG_HEALTH | (127u << 16), .cdw12 = 2 };
+	a->st[i++] = edge_cmd(&adm, &c8, 512, NULL);                                 /* unaligned offset */
+	struct nvme_sqe c9 = { .opc = NVME_OPC_GET_LOG_PAGE, .cdw10 = NVME_LOG_FIRMWARE_SLOT | (127u << 16) };
+	a->st[i++] = edge_cmd(&adm, &c9, 512, NULL);
+	/* five AERs: the fifth exceeds AERL+1 = 4 */
+	for (int k = 0; k < 5; k++) {
+		static uint8_t out[128];
+		struct nvme_sqe aer = { .opc = NVME_OPC_ASYNC_EVENT_REQUEST, .cid = (uint16_t)(500 + k),
+					.flags = NVME_SQE_FLAGS_PSDT_SGL };
+		aer.sgl1.id = NVME_SGL_ID_TRANSPORT;
+		size_t n = mh_build_capsule(&adm, &aer, NULL, 0, out);
+		mh_send_all(&adm, out, n);
+	}
+	uint8_t hdr[160];
+	uint32_t dl;
+	if (mh_recv_pdu(&adm, hdr, NULL, 0, &dl) == NVME_TCP_PDU_CAPSULE_RESP) {
+		a->st[i] = ((struct nvme_cqe *)(hdr + 8))->status;
+		a->dw0[i] = ((struct nvme_cqe *)(hdr + 8))->cid;
+	}
+	i++;
+	/* I/O queue errors */
+	if (mh_open(&q, port) == 0 && mh_icreq(&q, false, false) == 0) {
+		struct nvme_cqe cqe;
+		mh_connect(&q, 1, cntlid, SUBNQN, HOSTNQN, 0, &cqe);
+		struct nvme_sqe r0 = { .opc = NVME_OPC_READ, .nsid = 9, .cdw12 = 0 };         /* bad nsid */
+		a->st[i++] = edge_cmd(&q, &r0, 512, NULL);
+		struct nvme_sqe r1 = { .opc = NVME_OPC_READ, .nsid = 1, .cdw10 = 8191, .cdw12 = 1 }; /* past end */
+		a->st[i++] = edge_cmd(&q, &r1, 1024, NULL);
+		struct nvme_sqe r2 = { .opc = NVME_OPC_READ, .nsid = 1, .cdw12 = 1 };           /* 2 blocks, 512 B SGL */
+		a->st[i++] = edge_cmd(&q, &r2, 512, NULL);
+		struct nvme_sqe r3 = { .opc = 0x05, .nsid = 1 };                                /* compare: not supported */
+		a->st[i++] = edge_cmd(&q, &r3, 0, NULL);
+		struct nvme_sqe r4 = { .opc = NVME_OPC_SET_FEATURES, .cdw10 = NVME_FEAT_NUMBER_OF_QUEUES,
+				       .cdw11 = 0x00030003 };
+		a->st[i++] = edge_cmd(&adm, &r4, 0, NULL); /* after I/O queues exist */
+		mh_close(&q);
+	}
+	/* shutdown notification: SHST complete */
+	struct nvme_cqe cqe;
+	mh_prop_set(&adm, NVME_REG_CC, NVME_CC_SHUTDOWN_VALUE, &cqe);
+	mh_prop_get(&adm, NVME_REG_CSTS, false, &a->csts_after_shn);
+	mh_close(&adm);
+
+	/* a header digest error is fatal for the connection (FES 3) */
+	if (mh_open(&bad, port) == 0 && mh_icreq(&bad, true, true) == 0) {
+		static uint8_t out[2048];
+		struct nvme_sqe ka = { .opc = NVME_OPC_KEEP_ALIVE, .flags = NVME_SQE_FLAGS_PSDT_SGL };
+		ka.sgl1.id = NVME_SGL_ID_TRANSPORT;
+		size_t n = mh_build_capsule(&bad, &ka, NULL, 0, out);
+		out[72] ^= 0xFF;
+		mh_send_all(&bad, out, n);
+		a->term_hd = mh_recv_pdu(&bad, hdr, NULL, 0, &dl);
+		a->fes_hd = nvme_get_le16(hdr + 8);
+		a->closed_hd = mh_wait_closed(&bad, 2000);
+		mh_close(&bad);
+	}
+	/* a data digest error fails only the command (Data Transfer Error) */
+	if (mh_open(&bad, port) == 0 && mh_icreq(&bad, false, true) == 0) {
+		static uint8_t out[2048];
+		struct nvme_fabrics_connect_cmd cmd = { .opc = NVME_OPC_FABRICS, .fctype = NVME_FCTYPE_CONNECT,
+							.cid = 9, .sqsize = 31 };
+		struct nvme_fabrics_connect_data d;
+		memset(&d, 0, sizeof(d));
+		d.cntlid = 0xFFFF;
+		snprintf(d.subnqn, sizeof(d.subnqn), "%s", SUBNQN);
+		snprintf(d.hostnqn, sizeof(d.hostnqn), "%s", HOSTNQN);
+		size_t n = mh_build_capsule(&bad, (struct nvme_sqe *)&cmd, &d, sizeof(d), out);
+		out[n - 1] ^= 0xFF;
+		mh_send_all(&bad, out, n);
+		int t = mh_recv_pdu(&bad, hdr, NULL, 0, &dl);
+		a->rc_ddgst = t == NVME_TCP_PDU_CAPSULE_RESP ? 0 : -1;
+		a->st_ddgst = ((struct nvme_cqe *)(hdr + 8))->status;
+		mh_close(&bad);
+	}
+}
+
+static void test_status_codes_and_digests(void **state)
+{
+	struct nvmf_subsystem *s = make_subsys(SUBNQN, true, "Malloc0");
+	struct edge_args a = { 0 };
+	int i = 0;
+
+	run_host(host_edges, &a);
+	assert_int_equal(a.rc, 0);
+	assert_int_equal(NVME_CAP_MQES(a.cap), 127);
+	assert_true(a.cap & NVME_CAP_CQR);
+	assert_true(a.cap & NVME_CAP_CSS_NVM);
+	assert_int_equal(NVME_CAP_MPSMIN(a.cap), 0);
+	assert_int_equal(a.vs, NVME_VS_1_3);
+#define ST(sct_, sc_)                                              \
+	do {                                                       \
+		assert_int_equal(NVME_STATUS_SCT(a.st[i]), sct_);  \
+		assert_int_equal(NVME_STATUS_SC(a.st[i]), sc_);    \
+		i++;                                               \
+	} while (0)
+	ST(0, NVME_SC_INVALID_FIELD);
+	ST(0, NVME_SC_INVALID_NAMESPACE_OR_FORMAT);
+	ST(1, NVME_SC_INVALID_LOG_PAGE);
+	ST(0, NVME_SC_INVALID_FIELD);
+	ST(0, NVME_SC_KEEP_ALIVE_INVALID);
+	ST(0, NVME_SC_INVALID_OPCODE);
+	ST(1, NVME_SC_FEATURE_NOT_SAVEABLE);
+	assert_int_equal(a.dw0[i], (126u << 16) | 126u);
+	ST(0, NVME_SC_SUCCESS);
+	ST(0, NVME_SC_INVALID_FIELD);
+	ST(0, NVME_SC_SUCCESS);
+	assert_int_equal(a.dw0[i], 504); /* the fifth AER */
+	ST(1, NVME_SC_ASYNC_EVENT_REQUEST_LIMIT_EXCEEDED);
+	ST(0, NVME_SC_INVALID_NAMESPACE_OR_FORMAT);
+	ST(0, NVME_SC_LBA_OUT_OF_RANGE);
+	ST(0, NVME_SC_DATA_SGL_LENGTH_INVALID);
+	ST(0, NVME_SC_INVALID_OPCODE);
+	ST(0, NVME_SC_COMMAND_SEQUENCE_ERROR);
+#undef ST
+	assert_int_equal(a.csts_after_shn & NVME_CSTS_SHST_MASK, NVME_CSTS_SHST_COMPLETE);
+	assert_int_equal(a.term_hd, NVME_TCP_PDU_C2H_TERM_REQ);
+	assert_int_equal(a.fes_hd, NVME_TCP_FES_HDGST_ERROR);
+	assert_int_equal(a.closed_hd, 1);
+	assert_int_equal(a.rc_ddgst, 0);
+	assert_int_equal(NVME_STATUS_SC(a.st_ddgst), NVME_SC_DATA_TRANSFER_ERROR);
+	assert_int_equal(nvmf_subsystem_destroy(s), 0);
+}
+
+/* Allocation failures (mem_fault_set countdown n = 0..) while a host
+ * connects and does I/O: the target refuses or drops connections but never
+ * crashes or leaks (ASan/LSan check that). The host is mini_host, which does
+ * not allocate, so the faults hit the target (and the loop) only. */
+struct fault_args {
+	int ok, failed;
+};
+
+static void arm_fault(void *arg)
+{
+	long n = (long)(intptr_t)arg;
+
+	if (n < 0)
+		mem_fault_clear();
+	else
+		mem_fault_set(n);
+}
+
+static int faulty_session(void)
+{
+	struct mh adm, q;
+	struct nvme_cqe cqe;
+	struct timeval tv = { .tv_usec = 300000 };
+	uint16_t cntlid = 0;
+	static uint8_t data[8192], rd[8192];
+	int rc;
+
+	rc = mh_open(&adm, port);
+	if (rc)
+		return rc;
+	setsockopt(adm.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	mh_close(&adm);
+	rc = mh_admin_up(&adm, port, SUBNQN, HOSTNQN, 0, &cntlid);
+	if (rc) {
+		mh_close(&adm);
+		return rc;
+	}
+	rc = mh_open(&q, port);
+	if (!rc) {
+		setsockopt(q.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		rc = mh_icreq(&q, false, false);
+	}
+	if (!rc)
+		rc = mh_connect(&q, 1, cntlid, SUBNQN, HOSTNQN, 0, &cqe);
+	if (!rc && !NVME_STATUS_IS_OK(cqe.status))
+		rc = -EIO;
+	memset(data, 0x3C, sizeof(data));
+	struct nvme_sqe w = { .opc = NVME_OPC_WRITE, .nsid = 1, .cdw12 = 15 };
+	if (!rc)
+		rc = mh_cmd(&q, &w, NULL, 0, data, sizeof(data), 0, NULL, 0, &cqe);
+	struct nvme_sqe r = { .opc = NVME_OPC_READ, .nsid = 1, .cdw12 = 15 };
+	if (!rc)
+		rc = mh_cmd(&q, &r, NULL, 0, NULL, 0, 0, rd, sizeof(rd), &cqe);
+	if (!rc && (!NVME_STATUS_IS_OK(cqe.status) || memcmp(rd, data, sizeof(rd))))
+		rc = -EIO;
+	mh_close(&q);
+	mh_close(&adm);
+	return rc;
+}
+
+static void host_faulty(void *arg)
+{
+	struct fault_args *a = arg;
+
+	for (long n = 0; n < 150; n++) {
+		on_loop(arm_fault, (void *)(intptr_t)n);
+		int rc = faulty_session();
+		on_loop(arm_fault, (void *)(intptr_t)-1);
+		if (rc)
+			a->failed++;
+		else
+			a->ok++;
+	}
+	/* after the faults, a clean session works */
+	if (faulty_session() == 0)
+		a->ok += 1000;
+}
+
+static void test_allocation_faults(void **state)
+{
+	struct nvmf_subsystem *s = make_subsys(SUBNQN, true, "Malloc0");
+	struct fault_args a = { 0 };
+
+	run_host(host_faulty, &a);
+	mem_fault_clear();
+	assert_true(a.failed > 0);  /* the faults did hit */
+	assert_true(a.ok >= 1000);  /* and the target recovered */
+	assert_int_equal(nvmf_subsystem_destroy(s), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1022,6 +1290,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_malformed_pdus, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fragmented_and_r2t, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_discovery, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_status_codes_and_digests, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_allocation_faults, setup, teardown),
 	};
 	log_level_set(LOG_LEVEL_WARN);
 	if (getenv("NVMF_TEST_FILTER"))
