@@ -269,3 +269,89 @@ def test_usage():
     r = subprocess.run([helpers.binary("disktgt"), "-r", "/tmp/x.sock", "--log-level", "loud"],
                        capture_output=True, text=True)
     assert r.returncode == 2
+
+
+def start(tmpdir, *extra):
+    sock = os.path.join(tmpdir, "t.sock")
+    p = helpers.Proc([helpers.binary("disktgt"), "-r", sock] + list(extra),
+                     os.path.join(tmpdir, "tgt.log"))
+    helpers.wait_socket(sock, p)
+    return p, sock
+
+
+def stop_clean(p):
+    rc = p.stop()
+    p.assert_clean()
+    assert rc == 0, p.output()[-3000:]
+
+
+def test_fault_injection_only_when_enabled(tmpdir_short):
+    p, sock = start(tmpdir_short)
+    try:
+        assert not [m for m in methods(sock) if m.startswith("disktgt_")]
+    finally:
+        stop_clean(p)
+    os.unlink(os.path.join(tmpdir_short, "tgt.log"))
+    p, sock = start(tmpdir_short, "--enable-fault-injection")
+    try:
+        assert "disktgt_inject_fault" in methods(sock)
+    finally:
+        stop_clean(p)
+
+
+def test_config_file(tmpdir_short):
+    cfg = os.path.join(tmpdir_short, "c.json")
+    with open(cfg, "w") as f:
+        json.dump({"subsystems": []}, f)
+    p, sock = start(tmpdir_short, "-c", cfg)
+    stop_clean(p)
+    r = subprocess.run([helpers.binary("disktgt"), "-r", os.path.join(tmpdir_short, "x.sock"),
+                        "-c", os.path.join(tmpdir_short, "missing.json")],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1
+    assert "missing.json" in r.stderr
+    assert not os.path.exists(os.path.join(tmpdir_short, "x.sock"))
+
+
+def test_random_splits_many_connections(disktgt):
+    """Streams of requests cut at random places, several connections
+    interleaved: every reply arrives, in order, on the right connection.
+    DISKENGINE_STRESS=1 runs it much longer."""
+    import random
+    _, sock = disktgt
+    rnd = random.Random(1234)
+    rounds = 20 if os.environ.get("DISKENGINE_STRESS") else 2
+    for _ in range(rounds):
+        conns = []
+        for c in range(8):
+            reqs, want = [], []
+            for i in range(rnd.randint(1, 200)):
+                kind = rnd.random()
+                if kind < 0.6:
+                    reqs.append(json.dumps({"jsonrpc": "2.0", "method": "spdk_get_version", "id": i},
+                                           indent=rnd.choice([None, 2])))
+                    want.append(i)
+                elif kind < 0.8:
+                    reqs.append(json.dumps({"method": "nope", "id": "s%d" % i}))
+                    want.append("s%d" % i)
+                else:
+                    reqs.append(json.dumps([{"method": "spdk_get_version", "id": i},
+                                            {"method": "spdk_get_version"}]))
+                    want.append([i])
+            data = "".join(r + rnd.choice(["", " ", "\n"]) for r in reqs).encode()
+            conns.append([connect(sock), data, 0, want])
+        while any(c[2] < len(c[1]) for c in conns):
+            c = rnd.choice(conns)
+            if c[2] < len(c[1]):
+                n = rnd.randint(1, 300)
+                c[0].sendall(c[1][c[2]:c[2] + n])
+                c[2] += n
+        for s, _, _, want in conns:
+            buf, got = b"", []
+            while len(got) < len(want):
+                line, buf = recv_line(s, buf)
+                v = json.loads(line)
+                got.append([e["id"] for e in v] if isinstance(v, list) else v["id"])
+            assert got == want
+            expect_silence(s, 0.01)
+            s.close()
