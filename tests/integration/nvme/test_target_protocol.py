@@ -356,3 +356,24 @@ def test_discovery_log_page(nvmf_tgt):
     assert h.cmd(0x0A, cdw10=0x0F)[2] == 0
     assert sc(h.cmd(0x0A, cdw10=0x07)[2]) == 0x02
     h.close()
+
+
+def test_shutdown_with_live_connections_and_io(nvmf_tgt):
+    """disktgt stops cleanly (fixture checks exit 0 and no sanitizer report)
+    while hosts are connected, AERs are held and a write waits for its data."""
+    nqn = nvmf_tgt.subsystem(size_mib=4)
+    adm = RawHost(nvmf_tgt.port)
+    cntlid = adm.admin_up(nqn)
+    adm.send_cmd(sqe(0x0C, 31))                     # held AER
+    io = RawHost(nvmf_tgt.port)
+    io.icreq()
+    assert io.connect(nqn, qid=1, cntlid=cntlid)[1] == 0
+    io.send_cmd(sqe(0x01, 5, 1, sgl_len=8192, cdw12=15))   # write via R2T; data never sent
+    t, _, hdr, _ = io.recv_pdu()
+    assert t == PDU_R2T
+    half = RawHost(nvmf_tgt.port)                   # connection without ICReq yet
+    half.s.sendall(b"\0\0")
+    assert nvmf_tgt.proc.stop() == 0
+    for h in (adm, io, half):
+        assert h.closed_within(3.0)
+        h.close()
