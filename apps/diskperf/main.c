@@ -35,7 +35,7 @@
 #define HIST_SUB (1u << HIST_SUB_BITS)
 #define HIST_BUCKETS (64u * HIST_SUB)
 
-enum workload { WL_READ, WL_WRITE, WL_RANDREAD, WL_RANDWRITE, WL_RANDRW };
+enum workload { WL_READ, WL_WRITE, WL_RANDREAD, WL_RANDWRITE, WL_RANDRW, WL_RW };
 
 struct perf_opts {
 	char traddr[256];
@@ -106,8 +106,9 @@ static void usage(FILE *f)
 		"      subnqn hostnqn ns; only trtype TCP is supported)\n"
 		"  -q  I/Os kept in flight in total, spread over the queues\n"
 		"  -o  I/O size in bytes (a multiple of the namespace block size; K/M suffixes ok)\n"
-		"  -w  access pattern; randrw mixes reads and writes (-M, default 50)\n"
-		"  -M  percentage of reads for randrw (0-100)\n"
+		"  -w  access pattern; randrw mixes random reads and writes (-M, default 50);\n"
+		"      rw is the sequential mix\n"
+		"  -M  percentage of reads for randrw/rw (0-100)\n"
 		"  -t  run time in seconds\n"
 		"  -c  number of I/O queue pairs (TCP connections), default 1\n"
 		"  -h, --help  this text\n"
@@ -248,8 +249,10 @@ static int parse_args(int argc, char **argv, struct perf_opts *o)
 				o->wl = WL_RANDREAD;
 			else if (strcmp(optarg, "randwrite") == 0)
 				o->wl = WL_RANDWRITE;
-			else if (strcmp(optarg, "randrw") == 0 || strcmp(optarg, "rw") == 0)
+			else if (strcmp(optarg, "randrw") == 0)
 				o->wl = WL_RANDRW;
+			else if (strcmp(optarg, "rw") == 0)
+				o->wl = WL_RW; /* sequential mix, as in SPDK's perf */
 			else
 				return usage_error("-w must be randread|randwrite|read|write|randrw, got '%s'",
 						   optarg);
@@ -282,8 +285,8 @@ static int parse_args(int argc, char **argv, struct perf_opts *o)
 		return usage_error("unexpected argument '%s'", argv[optind]);
 	if (!have_r || !have_q || !have_o || !have_w || !have_t)
 		return usage_error("%s", "-r, -q, -o, -w and -t are required");
-	if (m >= 0 && o->wl != WL_RANDRW)
-		return usage_error("%s", "-M only applies to -w randrw");
+	if (m >= 0 && o->wl != WL_RANDRW && o->wl != WL_RW)
+		return usage_error("%s", "-M only applies to -w randrw or rw");
 	o->read_pct = m >= 0 ? m : 50;
 	if (o->wl == WL_READ || o->wl == WL_RANDREAD)
 		o->read_pct = 100;
@@ -365,7 +368,7 @@ static int submit_one(struct perf *p, struct perf_task *t)
 	uint64_t unit;
 	int rc;
 
-	if (p->o.wl == WL_READ || p->o.wl == WL_WRITE) {
+	if (p->o.wl == WL_READ || p->o.wl == WL_WRITE || p->o.wl == WL_RW) {
 		unit = p->seq_next++;
 		if (p->seq_next >= p->units)
 			p->seq_next = 0;

@@ -128,7 +128,9 @@ def test_target_killed_mid_io_reports_reset(tmpdir_short):
         host = subprocess.Popen([tool("nvmeio"), "-r", t.trid(nqn), "--timeout", "5000"] +
                                 [str(a) for a in args],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        helpers.wait_for(lambda: t.controllers(nqn), timeout=20, what="host connected")
+        # admin + I/O queue connected: the host is writing
+        helpers.wait_for(lambda: len(t.call("nvmf_subsystem_get_qpairs", {"nqn": nqn})) >= 2,
+                         timeout=20, what="host writing")
         proc.p.send_signal(signal.SIGKILL)
         out, err = host.communicate(timeout=30)
         assert host.returncode == 1, (out, err)

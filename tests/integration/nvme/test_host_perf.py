@@ -8,7 +8,7 @@ import pytest
 from conftest import diskperf, parse_total, tool, trid, free_port
 
 
-@pytest.mark.parametrize("w,extra", [("randread", {}), ("randwrite", {}), ("read", {}),
+@pytest.mark.parametrize("w,extra", [("randread", {}), ("randwrite", {}), ("read", {}), ("rw", {"M": 30}),
                                      ("write", {}), ("randrw", {"M": 70})])
 def test_workloads(nvmf_tgt, w, extra):
     nqn = nvmf_tgt.subsystem(size_mib=16)
@@ -70,7 +70,8 @@ def test_target_killed_during_run(tmpdir_short):
         perf = subprocess.Popen([tool("diskperf"), "-r", t.trid(nqn), "-q", "8", "-o", "4096",
                                  "-w", "randread", "-t", "30"],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        helpers.wait_for(lambda: t.controllers(nqn), timeout=20, what="diskperf connected")
+        first = perf.stdout.readline()  # the first progress line: I/O is running
+        assert first.startswith("["), first
         proc.p.send_signal(signal.SIGKILL)
         out, err = perf.communicate(timeout=30)
         assert perf.returncode == 1, (out, err)
