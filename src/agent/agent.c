@@ -216,6 +216,7 @@ void agent_destroy(struct agent *a)
 		db_close(l->db);
 		agent_events_free(&l->events);
 		mem_free(l->noisy_disks);
+		mem_free(l->backoff);
 	}
 	close(a->stop_fd);
 	mem_free(a);

@@ -36,6 +36,13 @@ struct agent_events {
 	size_t n, cap;
 };
 
+/* Retry backoff per row (zeroing failures): 1 s doubling up to 60 s. */
+struct agent_backoff {
+	int64_t id;
+	uint64_t next_ms;
+	uint64_t delay_ms;
+};
+
 struct agent_loop {
 	struct agent *agent;
 	const char *name;          /* "provision", "resize", "delete" */
@@ -57,6 +64,8 @@ struct agent_loop {
 	 * keep the disk ids). */
 	int64_t *noisy_disks;
 	size_t n_noisy;
+	struct agent_backoff *backoff;
+	size_t n_backoff;
 };
 
 struct agent {
@@ -151,6 +160,12 @@ void agent_disks_ensure(struct agent_loop *l, struct db_disk *disks, size_t n,
 const struct db_disk *agent_disk_find(const struct db_disk *disks, size_t n, int64_t id);
 /* Logging helper: log a per-disk problem once until it clears. */
 bool agent_noisy_once(struct agent_loop *l, int64_t disk_id, bool problem);
+
+/* Backoff: may row `id` be retried now? A failure doubles its delay; a
+ * success forgets it. */
+bool agent_backoff_ready(struct agent_loop *l, int64_t id);
+void agent_backoff_fail(struct agent_loop *l, int64_t id);
+void agent_backoff_clear(struct agent_loop *l, int64_t id);
 
 /* Zeroing through NVMe/TCP Write Zeroes (resize loop). */
 int agent_zero_range(struct agent_loop *l, const struct db_disk *d, struct db_lvol *lv);

@@ -20,6 +20,47 @@
 #include "common/common.h"
 #include "nvme/nvme.h"
 
+static struct agent_backoff *backoff_find(struct agent_loop *l, int64_t id)
+{
+	for (size_t i = 0; i < l->n_backoff; i++)
+		if (l->backoff[i].id == id)
+			return &l->backoff[i];
+	return NULL;
+}
+
+bool agent_backoff_ready(struct agent_loop *l, int64_t id)
+{
+	struct agent_backoff *b = backoff_find(l, id);
+
+	return !b || clock_mono_ms() >= b->next_ms;
+}
+
+void agent_backoff_fail(struct agent_loop *l, int64_t id)
+{
+	struct agent_backoff *b = backoff_find(l, id);
+
+	if (!b) {
+		struct agent_backoff *v = mem_realloc(l->backoff, (l->n_backoff + 1) * sizeof(*v));
+
+		if (!v)
+			return;
+		l->backoff = v;
+		b = &v[l->n_backoff++];
+		b->id = id;
+		b->delay_ms = 0;
+	}
+	b->delay_ms = b->delay_ms ? COMMON_MIN(b->delay_ms * 2, (uint64_t)60000) : 1000;
+	b->next_ms = clock_mono_ms() + b->delay_ms;
+}
+
+void agent_backoff_clear(struct agent_loop *l, int64_t id)
+{
+	struct agent_backoff *b = backoff_find(l, id);
+
+	if (b)
+		*b = l->backoff[--l->n_backoff];
+}
+
 static void note(struct agent_loop *l, const struct db_lvol *lv, const char *reason)
 {
 	if (strcmp(lv->reason, reason) == 0)
@@ -186,7 +227,11 @@ static int resize_one(struct agent_loop *l, const struct db_disk *d, struct db_l
 			note(l, lv, "export for zeroing not ready");
 			return 0;
 		}
+		if (!agent_backoff_ready(l, lv->id))
+			return 0;
 		rc = agent_zero_range(l, d, lv);
+		if (rc && rc != -EINTR)
+			agent_backoff_fail(l, lv->id);
 		if (rc) {
 			snprintf(why, sizeof(why), "zeroing [%" PRIu64 ", %" PRIu64 ") stopped at %"
 				 PRIu64 ": %s; retried", lv->zero_from, lv->zero_to, lv->zero_done,
@@ -195,6 +240,7 @@ static int resize_one(struct agent_loop *l, const struct db_disk *d, struct db_l
 				note(l, lv, why);
 			return 0;
 		}
+		agent_backoff_clear(l, lv->id);
 		LOG_INFO("agent", "zeroed id=%" PRId64 " from=%" PRIu64 " to=%" PRIu64, lv->id,
 			 lv->zero_from, lv->zero_to);
 	}
