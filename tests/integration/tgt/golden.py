@@ -24,14 +24,25 @@ SPDK_MISSING_FILE = "/var/tmp/golden/does-not-exist.img"
 
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 NGUID_RE = re.compile(r"^[0-9A-F]{32}$")
+TRSVCID_RE = re.compile(r'("trsvcid":\s*")4420(")')
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
 
 # ---------------------------------------------------------------------------
 # THE list of allowed differences (the only place where any is tolerated).
 # Each entry: (file glob, JSON path glob in the response, reason).
 # A path is like "result.version" or "result[3]" ; "*" matches anything.
-# File paths are not listed here: the test runs on its own temporary file and
-# substitutes that path for SPDK's /var/tmp/golden/... in requests AND in the
-# expected responses before comparing (so the path is still compared).
+# Substituted, not tolerated: the test runs on its own temporary file and its
+# own free TCP port, and puts them in place of SPDK's /var/tmp/golden/... and
+# 4420 in the requests AND in the expected responses before comparing (so the
+# path and the port are still compared; tests running side by side cannot
+# collide on 4420).
 # ---------------------------------------------------------------------------
 ALLOWED_DIFFERENCES = [
     ("a02_rpc_get_methods*", "result*",
@@ -133,9 +144,10 @@ def compare(exp, act, umap, path, diffs):
 class Replayer:
     """Replays golden files against a disktgt socket."""
 
-    def __init__(self, sock_path, aio_file, umap, rpcpy_format=False):
+    def __init__(self, sock_path, aio_file, umap, rpcpy_format=False, port="4420"):
         self.sock_path = sock_path
         self.aio_file = aio_file
+        self.port = str(port)
         self.umap = umap
         self.rpcpy = rpcpy_format
         self.conn = None
@@ -183,13 +195,16 @@ class Replayer:
         return out, buf
 
     # -- substitutions ----------------------------------------------------
+    def _subst_port(self, text):
+        return TRSVCID_RE.sub(lambda m: m.group(1) + self.port + m.group(2), text)
+
     def _subst_request(self, text):
         text = text.replace(SPDK_MISSING_FILE, os.path.join(os.path.dirname(self.aio_file), "does-not-exist.img"))
         text = text.replace(SPDK_AIO_FILE, self.aio_file)
-        return self.umap.subst(text)
+        return self.umap.subst(self._subst_port(text))
 
     def _subst_expected(self, text):
-        return text.replace(SPDK_AIO_FILE, self.aio_file)
+        return self._subst_port(text.replace(SPDK_AIO_FILE, self.aio_file))
 
     # -- one file -----------------------------------------------------------
     def replay(self, fname, rec):

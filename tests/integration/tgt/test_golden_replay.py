@@ -44,10 +44,11 @@ def fill_vol_thick(target):
 def replay_all(workdir, rpcpy):
     aio = make_sparse(os.path.join(workdir, "aio0.img"), 2 << 30)
     umap = golden.UuidMap()
+    port = golden.free_port()
     reports = []
     t = Target(workdir)
     try:
-        r = golden.Replayer(t.sock, aio, umap, rpcpy_format=rpcpy)
+        r = golden.Replayer(t.sock, aio, umap, rpcpy_format=rpcpy, port=port)
         for fname, rec in golden.golden_files("a"):
             r.replay(fname, rec)
         r.close()
@@ -60,7 +61,7 @@ def replay_all(workdir, rpcpy):
         r.close()
         reports += r.report
         t.restart()
-        r = golden.Replayer(t.sock, aio, umap, rpcpy_format=rpcpy)
+        r = golden.Replayer(t.sock, aio, umap, rpcpy_format=rpcpy, port=port)
         for fname, rec in golden.golden_files("b"):
             r.replay(fname, rec)
         r.close()
