@@ -2,6 +2,7 @@
 process-level crash behaviour: SIGTERM shuts down cleanly, SIGKILL loses
 nothing that was acknowledged."""
 import os
+import re
 import signal
 
 import helpers
@@ -23,6 +24,15 @@ def reopen(target, path):
     call_ok(c, "bdev_aio_create", {"filename": path, "name": "Aio0", "block_size": 4096})
     call_ok(c, "bdev_wait_for_examine")
     return c
+
+
+def last_load_dirty(target):
+    """dirty flag of the last "store loaded" line of the blob layer's log."""
+    lines = [l for l in target.proc.output().splitlines() if "store loaded bdev=" in l]
+    assert lines, "no store load logged"
+    m = re.search(r"dirty=(\d)", lines[-1])
+    assert m, lines[-1]
+    return m.group(1) == "1"
 
 
 def names(c):
@@ -103,6 +113,7 @@ def test_sigterm_clean_and_sigkill_loses_nothing_acknowledged(target, workdir):
     target.start()
     c = reopen(target, path)
     assert [lv["uuid"] for lv in call_ok(c, "bdev_lvol_get_lvols")] == made
+    assert not last_load_dirty(target)          # SIGTERM marked the store clean
     more = [call_ok(c, "bdev_lvol_create", {"lvol_name": "k%d" % i, "size_in_mib": 4, "lvs_name": "lvs0"})
             for i in range(4)]
     call_ok(c, "bdev_lvol_delete", {"name": "lvs0/v0"})
@@ -112,6 +123,7 @@ def test_sigterm_clean_and_sigkill_loses_nothing_acknowledged(target, workdir):
     target.stop(expect_rc=None)
     target.start()
     c = reopen(target, path)
+    assert last_load_dirty(target)              # SIGKILL: dirty load, nothing lost
     assert [lv["uuid"] for lv in call_ok(c, "bdev_lvol_get_lvols")] == made[1:] + more
     st = call_ok(c, "bdev_lvol_get_lvstores")[0]
     thick = sum(1 for i in range(1, 6) if i % 2 == 1) + 4
