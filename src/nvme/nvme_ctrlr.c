@@ -878,10 +878,41 @@ int nvme_ns_write(struct nvme_ctrlr *ctrlr, uint32_t nsid, uint64_t offset, cons
 	return run_range(ctrlr, nsid, NVME_OPC_WRITE, offset, (uint8_t *)buf, len, timeout_ms);
 }
 
+/* Zeroing for controllers without Write Zeroes: writes a zero buffer. */
+static int write_zero_buffers(struct nvme_ctrlr *ctrlr, uint32_t nsid, uint64_t offset,
+			      uint64_t len, uint32_t timeout_ms)
+{
+	uint32_t chunk = COMMON_MAX(ctrlr->max_xfer, 1024u * 1024u);
+	uint8_t *zero = mem_zalloc(chunk);
+	int rc = 0;
+
+	if (!zero)
+		return -ENOMEM;
+	for (uint64_t done = 0; done < len && rc == 0;) {
+		uint64_t n = COMMON_MIN((uint64_t)chunk, len - done);
+
+		rc = run_range(ctrlr, nsid, NVME_OPC_WRITE, offset + done, zero, n, timeout_ms);
+		done += n;
+	}
+	mem_free(zero);
+	return rc;
+}
+
 int nvme_ns_write_zeroes(struct nvme_ctrlr *ctrlr, uint32_t nsid, uint64_t offset, uint64_t len,
 			 uint32_t timeout_ms)
 {
-	return run_range(ctrlr, nsid, NVME_OPC_WRITE_ZEROES, offset, NULL, len, timeout_ms);
+	int rc;
+
+	if (!(ctrlr->cdata->oncs & NVME_CTRLR_ONCS_WRITE_ZEROES))
+		return write_zero_buffers(ctrlr, nsid, offset, len, timeout_ms);
+	rc = run_range(ctrlr, nsid, NVME_OPC_WRITE_ZEROES, offset, NULL, len, timeout_ms);
+	if (rc == -EIO && NVME_STATUS_SCT(ctrlr->last_status) == NVME_SCT_GENERIC &&
+	    NVME_STATUS_SC(ctrlr->last_status) == NVME_SC_INVALID_OPCODE) {
+		LOG_INFO(NVME_MOD, "write zeroes not supported, writing zero buffers nsid=%u", nsid);
+		ctrlr->cdata->oncs &= (uint16_t)~NVME_CTRLR_ONCS_WRITE_ZEROES;
+		rc = write_zero_buffers(ctrlr, nsid, offset, len, timeout_ms);
+	}
+	return rc;
 }
 
 static int io_cmd_sync(struct nvme_ctrlr *ctrlr, const struct nvme_sqe *sqe, void *data,

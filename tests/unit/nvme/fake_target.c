@@ -229,7 +229,8 @@ static void fill_id_ctrlr(struct fake_target *t, struct nvme_id_ctrlr *id)
 	id->cqes = 0x44;
 	id->maxcmd = 128;
 	id->nn = 1;
-	id->oncs = NVME_CTRLR_ONCS_DSM | NVME_CTRLR_ONCS_WRITE_ZEROES;
+	id->oncs = NVME_CTRLR_ONCS_DSM |
+		   (t->no_wz || t->wz_unadvertised ? 0 : NVME_CTRLR_ONCS_WRITE_ZEROES);
 	id->sgls = NVME_CTRLR_SGLS_SUPPORTED | NVME_CTRLR_SGLS_OFFSET;
 	id->ioccsz = t->ioccsz;
 	id->iorcsz = 1;
@@ -450,6 +451,8 @@ static int handle_capsule(struct fake_conn *c, struct nvme_sqe *sqe, uint8_t *ic
 		case NVME_OPC_WRITE_ZEROES:
 			if (sqe->sgl1.length != 0)
 				return -1;
+			if (t->no_wz || t->wz_unadvertised)
+				return send_resp(c, sqe->cid, NVME_STATUS_MAKE(0, NVME_SC_INVALID_OPCODE, 1), 0, 0);
 			if (t->mode == FAKE_WZ_ERROR || slba + nlb > t->nblocks)
 				return send_resp(c, sqe->cid, NVME_STATUS_MAKE(0, NVME_SC_LBA_OUT_OF_RANGE, 1), 0, 0);
 			pthread_mutex_lock(&t->lock);

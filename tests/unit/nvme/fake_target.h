@@ -50,6 +50,8 @@ struct fake_target {
 	uint32_t c2h_chunk; /* 0 = one C2HData PDU per read */
 	bool c2h_success;   /* SUCCESS flag on the last C2HData, no CapsuleResp */
 	uint8_t cpda;
+	bool no_wz;         /* ONCS without Write Zeroes, WZ answered Invalid Opcode */
+	bool wz_unadvertised; /* ONCS without Write Zeroes but WZ works */
 
 	/* observations */
 	uint32_t cc;

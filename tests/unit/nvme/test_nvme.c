@@ -382,6 +382,38 @@ static void test_write_zeroes_split(void **state)
 	free(zero);
 }
 
+static void test_wz_fallback(void **state)
+{
+	struct nvme_connect_opts o = base_opts();
+	struct nvme_ctrlr *c;
+	uint8_t *buf = malloc(1 << 20), *zero = calloc(1, 1 << 20);
+
+	for (int variant = 0; variant < 2; variant++) {
+		uint32_t wz0 = tgt.wz_cmds;
+
+		/* 0: WZ not advertised; 1: advertised but answered Invalid Opcode */
+		tgt.wz_unadvertised = variant == 0;
+		tgt.no_wz = variant == 1;
+		c = connect_ok(&o);
+		if (variant == 1) {
+			/* pretend the controller advertised it: flip ONCS back on */
+			((struct nvme_id_ctrlr *)nvme_ctrlr_data(c))->oncs |= NVME_CTRLR_ONCS_WRITE_ZEROES;
+		}
+		fill_pattern(buf, 1 << 20, 40);
+		assert_int_equal(nvme_ns_write(c, 1, 0, buf, 1 << 20, 0), 0);
+		assert_int_equal(nvme_ns_write_zeroes(c, 1, 4096, 600 * 1024, 0), 0);
+		assert_int_equal(tgt.wz_cmds, wz0);
+		assert_int_equal(nvme_ns_read(c, 1, 0, buf, 1 << 20, 0), 0);
+		assert_memory_equal(buf + 4096, zero, 600 * 1024);
+		assert_int_not_equal(buf[4095] | buf[4096 + 600 * 1024], 0);
+		nvme_ctrlr_destroy(c);
+	}
+	tgt.wz_unadvertised = false;
+	tgt.no_wz = false;
+	free(buf);
+	free(zero);
+}
+
 static void test_wz_16bit_nlb(void **state)
 {
 	struct fake_target big;
@@ -875,6 +907,7 @@ int main(void)
 		cmocka_unit_test(test_rw_icd_and_digests),
 		cmocka_unit_test(test_c2h_success_and_cpda),
 		cmocka_unit_test(test_write_zeroes_split),
+		cmocka_unit_test(test_wz_fallback),
 		cmocka_unit_test(test_wz_16bit_nlb),
 		cmocka_unit_test(test_server_closes_mid_io),
 		cmocka_unit_test(test_timeout),
