@@ -8,6 +8,7 @@
  * later call.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
@@ -45,6 +46,38 @@ static void client_close(struct rpc_client *c)
 	}
 }
 
+static struct rpc_client *client_new(void)
+{
+	struct rpc_client *c = mem_zalloc(sizeof(*c));
+
+	if (!c)
+		return NULL;
+	c->fd = -1;
+	c->next_id = 1;
+	c->oldest_id = 1;
+	c->send_timeout_ms = 30000;
+	if (json_framer_create(CLIENT_MAX_REPLY, &c->framer)) {
+		mem_free(c);
+		return NULL;
+	}
+	return c;
+}
+
+int rpc_client_adopt_fd(int fd, struct rpc_client **out)
+{
+	struct rpc_client *c;
+	int fl = fcntl(fd, F_GETFL);
+
+	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+		return -errno;
+	c = client_new();
+	if (!c)
+		return -ENOMEM;
+	c->fd = fd;
+	*out = c;
+	return 0;
+}
+
 int rpc_client_connect(const char *path, int timeout_ms, struct rpc_client **out)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -58,16 +91,9 @@ int rpc_client_connect(const char *path, int timeout_ms, struct rpc_client **out
 	if (timeout_ms < 0)
 		timeout_ms = 10000;
 	deadline = clock_mono_ms() + (uint64_t)timeout_ms;
-	c = mem_zalloc(sizeof(*c));
+	c = client_new();
 	if (!c)
 		return -ENOMEM;
-	c->fd = -1;
-	c->next_id = 1;
-	c->oldest_id = 1;
-	c->send_timeout_ms = 30000;
-	rc = json_framer_create(CLIENT_MAX_REPLY, &c->framer);
-	if (rc)
-		goto fail;
 	for (;;) {
 		c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 		if (c->fd < 0) {

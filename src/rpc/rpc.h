@@ -204,6 +204,9 @@ struct rpc_error {
  * is full, for at most timeout_ms (<0: default 10 s). 0 or -errno
  * (-ENOENT, -ECONNREFUSED, -ETIMEDOUT, ...). */
 int rpc_client_connect(const char *path, int timeout_ms, struct rpc_client **out);
+/* A client over an already connected stream socket (takes ownership of fd;
+ * made non-blocking): tests, fuzzing, socketpairs. */
+int rpc_client_adopt_fd(int fd, struct rpc_client **out);
 void rpc_client_destroy(struct rpc_client *c);
 
 /*

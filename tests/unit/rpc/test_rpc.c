@@ -1145,6 +1145,51 @@ static void test_client_server_closes_mid_call(void **state)
 	assert_int_equal(fake_call(2, &err), -EPROTO);
 }
 
+/* Replies in other shapes than disktgt's (spaces, key order, string codes)
+ * still decode; a reply for the wrong id is a protocol error. */
+static void test_client_reply_shapes(void **state)
+{
+	static const char replies[] =
+		"{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"a\":[1,2]}}\n"
+		"{ \"result\": true, \"id\": 2, \"jsonrpc\": \"2.0\" }"
+		"{\"jsonrpc\":\"2.0\",\"id\":3,\"error\":{\"code\":-32602,\"message\":\"Invalid parameters\",\"data\":1}}"
+		"{\"jsonrpc\":\"2.0\",\"id\":4,\"result\":null}"
+		"{\"jsonrpc\":\"2.0\",\"id\":7,\"result\":1}";
+	struct rpc_client *c;
+	struct rpc_error err;
+	json_t *res;
+	uint64_t id;
+	int sv[2];
+	char sink[4096];
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	assert_int_equal(rpc_client_adopt_fd(sv[0], &c), 0);
+	rpc_client_cork(c);
+	for (int i = 0; i < 5; i++)
+		assert_int_equal(rpc_client_send(c, "m", NULL, NULL), 0);
+	assert_false(rpc_client_ready(c));
+	assert_int_equal(rpc_client_uncork(c), 0);
+	assert_true(read(sv[1], sink, sizeof(sink)) > 0);
+	assert_int_equal(write(sv[1], replies, sizeof(replies) - 1), (ssize_t)sizeof(replies) - 1);
+	assert_int_equal(rpc_client_recv(c, 1000, &id, &res, &err), 0);
+	assert_int_equal(id, 1);
+	assert_int_equal(json_integer_value(json_array_get(json_object_get(res, "a"), 1)), 2);
+	json_decref(res);
+	assert_true(rpc_client_ready(c));
+	assert_int_equal(rpc_client_recv(c, 1000, &id, &res, &err), 0);
+	assert_int_equal(id, 2);
+	assert_true(json_is_true(res));
+	assert_int_equal(rpc_client_recv(c, 1000, &id, &res, &err), -EREMOTE);
+	assert_int_equal(err.code, -32602);
+	assert_string_equal(err.message, "Invalid parameters");
+	assert_int_equal(rpc_client_recv(c, 1000, &id, &res, &err), 0);
+	assert_true(json_is_null(res));
+	assert_int_equal(rpc_client_recv(c, 1000, &id, &res, &err), -EPROTO);
+	assert_false(rpc_client_connected(c));
+	rpc_client_destroy(c);
+	close(sv[1]);
+}
+
 /* The server's socket: stale file replaced, a live one refused, mode 0600. */
 static void test_server_listen_rules(void **state)
 {
@@ -1203,6 +1248,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_client_pipelining, srv_setup, srv_teardown),
 		cmocka_unit_test_setup_teardown(test_server_listen_rules, srv_setup, srv_teardown),
 		cmocka_unit_test(test_client_connect_errors),
+		cmocka_unit_test(test_client_reply_shapes),
 		cmocka_unit_test(test_client_server_closes_mid_call),
 	};
 
