@@ -97,6 +97,7 @@ struct nvmf_tgt {
 	uint64_t busy_until_us;
 	bool spin_scheduled;
 	unsigned n_reap; /* closed connections whose deferred free could not be queued */
+	uint64_t busy_poll_us; /* NVMF_BUSY_POLL_US, or $DISKENGINE_NVMF_BUSY_POLL_US (0 = off) */
 };
 
 #define NVMF_BUSY_POLL_US 500

@@ -27,6 +27,10 @@ int nvmf_tgt_create(struct ev_loop *loop, struct nvmf_tgt **out)
 	if (!tgt)
 		return -ENOMEM;
 	tgt->loop = loop;
+	tgt->busy_poll_us = NVMF_BUSY_POLL_US;
+	const char *bp = getenv("DISKENGINE_NVMF_BUSY_POLL_US");
+	if (bp && *bp)
+		tgt->busy_poll_us = strtoull(bp, NULL, 10);
 	tgt->stats.tick_rate = 1000000000ull;
 	tgt->disc_genctr = 1;
 	struct nvmf_subsystem_opts o = { .allow_any_host = true, .max_namespaces = 0 };
@@ -98,7 +102,9 @@ static void tgt_spin(struct ev_loop *loop, void *arg)
 
 void nvmf_tgt_busy(struct nvmf_tgt *tgt)
 {
-	tgt->busy_until_us = clock_mono_us() + NVMF_BUSY_POLL_US;
+	if (!tgt->busy_poll_us)
+		return;
+	tgt->busy_until_us = clock_mono_us() + tgt->busy_poll_us;
 	if (tgt->spin_scheduled || tgt->destroying)
 		return;
 	if (ev_defer(tgt->loop, tgt_spin, tgt) == 0)
