@@ -18,6 +18,28 @@ static void io_status_set(struct nvmf_req *req, int status)
 		nvmf_req_set_status(req, NVME_SCT_GENERIC, NVME_SC_INTERNAL_DEVICE_ERROR, false);
 }
 
+static void io_done(void *arg, int status);
+
+/* A write with FUA completes only once its data is durable: flush after it. */
+static bool fua_flush(struct nvmf_req *req, int status)
+{
+	const struct nvme_sqe *sqe = (const void *)req->sqe;
+	struct nvmf_ns *ns;
+
+	if (status || sqe->opc != NVME_OPC_WRITE || !(sqe->cdw12 & NVME_RW_FUA) || req->fua_done ||
+	    req->conn->closed)
+		return false;
+	req->fua_done = true;
+	ns = nvmf_subsystem_ns_find(req->conn->subsys, sqe->nsid);
+	if (!ns)
+		return false;
+	if (bdev_flush(ns->bdev, io_done, req) != 0)
+		return false;
+	req->pending++;
+	req->conn->inflight++;
+	return true;
+}
+
 static void io_done(void *arg, int status)
 {
 	struct nvmf_req *req = arg;
@@ -25,6 +47,11 @@ static void io_done(void *arg, int status)
 
 	if (status && !req->io_status)
 		req->io_status = status;
+	if (req->pending == 1 && fua_flush(req, req->io_status)) {
+		req->pending--;
+		nvmf_conn_io_put(conn);
+		return;
+	}
 	if (--req->pending > 0) {
 		nvmf_conn_io_put(conn);
 		return;
@@ -81,6 +108,7 @@ void nvmf_io_exec(struct nvmf_req *req)
 
 	req->pending = 0;
 	req->io_status = 0;
+	req->fua_done = false;
 	if (!ns) {
 		io_fail(req, NVME_SC_INVALID_NAMESPACE_OR_FORMAT, true);
 		return;

@@ -70,6 +70,11 @@ struct ev_loop *nvmf_tgt_loop(const struct nvmf_tgt *tgt);
  * connected hosts. Returns how many namespaces were removed. */
 int nvmf_tgt_bdev_removed(struct nvmf_tgt *tgt, struct bdev *bdev);
 
+/* The size of `bdev` changed (lvol resize, aio rescan): hosts connected to
+ * subsystems exporting it get a namespace-attribute-changed event so they
+ * re-read Identify Namespace. Returns how many namespaces export it. */
+int nvmf_tgt_bdev_resized(struct nvmf_tgt *tgt, struct bdev *bdev);
+
 /* 0 if `nqn` is a valid NQN by SPDK's rules (length 11..223; either
  * "nqn.2014-08.org.nvmexpress:uuid:<uuid>" or "nqn.yyyy-mm.<reverse domain>"
  * optionally followed by ":<anything>"; the discovery NQN is valid);
@@ -198,8 +203,8 @@ struct nvmf_ns_opts {
  * (optional) receives the NSID. All failures are "Invalid parameters" in
  * SPDK: -ENODEV no such bdev; -EPERM bdev already claimed (by anyone,
  * including another namespace); -EEXIST nsid in use; -EINVAL nsid > max
- * namespaces, bad uuid/nguid/eui64, or the discovery subsystem; -ENOSPC no
- * free nsid. Connected hosts get a namespace-attribute-changed event. */
+ * namespaces, bad uuid/nguid/eui64, a block size that is not a power of
+ * two, or the discovery subsystem; -ENOSPC no free nsid. Connected hosts get a namespace-attribute-changed event. */
 int nvmf_subsystem_ns_add(struct nvmf_subsystem *subsys, const char *bdev_name,
 			  const struct nvmf_ns_opts *opts, uint32_t *nsid_out);
 /* -ENOENT: no such nsid. Releases the claim; hosts get an event. */

@@ -141,6 +141,7 @@ struct nvmf_req {
 	bool data_error;    /* data digest mismatch: fail with Data Transfer Error */
 	uint32_t pending;   /* bdev I/Os outstanding for this command (DSM ranges) */
 	int io_status;      /* first bdev error */
+	bool fua_done;      /* the flush after a FUA write was issued */
 	struct nvmf_send send;     /* the response */
 	struct nvmf_send r2t_send; /* the R2T */
 };

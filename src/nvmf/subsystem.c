@@ -277,6 +277,9 @@ int nvmf_subsystem_ns_add(struct nvmf_subsystem *s, const char *name,
 		return -ENODEV;
 	if (o.nsid > s->max_ns || o.nsid == 0xFFFFFFFF)
 		return -EINVAL;
+	uint32_t bs = bdev_block_size(bdev);
+	if (bs < 512 || (bs & (bs - 1)))
+		return -EINVAL;
 	if (o.nsid) {
 		if (s->ns_arr[o.nsid - 1])
 			return -EEXIST;

@@ -131,6 +131,23 @@ int nvmf_tgt_bdev_removed(struct nvmf_tgt *tgt, struct bdev *bdev)
 	return n;
 }
 
+int nvmf_tgt_bdev_resized(struct nvmf_tgt *tgt, struct bdev *bdev)
+{
+	int n = 0;
+
+	for (struct nvmf_subsystem *s = tgt->subsystems; s; s = s->next) {
+		for (struct nvmf_ns *ns = s->ns_list; ns; ns = ns->next) {
+			if (ns->bdev != bdev)
+				continue;
+			LOG_INFO(NVMF_LOG, "namespace resized nqn=%s nsid=%u blocks=%llu", s->nqn, ns->nsid,
+				 (unsigned long long)bdev_num_blocks(bdev));
+			nvmf_subsystem_ns_changed(s, ns->nsid);
+			n++;
+		}
+	}
+	return n;
+}
+
 void nvmf_tgt_stats(const struct nvmf_tgt *tgt, struct nvmf_stats *out)
 {
 	*out = tgt->stats;

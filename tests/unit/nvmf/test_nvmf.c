@@ -1004,6 +1004,105 @@ static void test_discovery(void **state)
 	assert_int_equal(nvmf_subsystem_destroy(s), 0);
 }
 
+static void grow_malloc0(void *arg)
+{
+	struct bdev *b = bdev_find("Big"); /* 16384 blocks allocated, 8192 visible */
+
+	bdev_num_blocks_set(b, 16384);
+	*(int *)arg = nvmf_tgt_bdev_resized(tgt, b);
+}
+
+struct resize_args {
+	int rc, n_resized;
+	struct nvme_cqe aer, fua, rd;
+	uint64_t nsze;
+	int cmp, cmp_fua_kept, cmp_plain_lost;
+};
+
+static void power_loss(void *arg)
+{
+	bdev_fault_power_loss(bdev_find("F0"), 0.0, 1);
+}
+
+static void host_resize(void *arg)
+{
+	struct resize_args *a = arg;
+	struct mh adm, q;
+	struct nvme_cqe cqe;
+	uint16_t cntlid = 0;
+	uint8_t hdr[160], id[4096];
+	uint32_t dl;
+	static uint8_t out[256], data[4096], rd[4096];
+
+	a->rc = mh_admin_up(&adm, port, SUBNQN, HOSTNQN, 0, &cntlid);
+	if (a->rc)
+		return;
+	struct nvme_sqe sf = { .opc = NVME_OPC_SET_FEATURES, .cdw10 = NVME_FEAT_ASYNC_EVENT_CONFIG,
+			       .cdw11 = NVME_CTRLR_OAES_NS_ATTR };
+	mh_cmd(&adm, &sf, NULL, 0, NULL, 0, 0, NULL, 0, &cqe);
+	struct nvme_sqe aer = { .opc = NVME_OPC_ASYNC_EVENT_REQUEST, .cid = 31, .flags = NVME_SQE_FLAGS_PSDT_SGL };
+	aer.sgl1.id = NVME_SGL_ID_TRANSPORT;
+	size_t n = mh_build_capsule(&adm, &aer, NULL, 0, out);
+	mh_send_all(&adm, out, n);
+	on_loop(grow_malloc0, &a->n_resized);
+	if (mh_recv_pdu(&adm, hdr, NULL, 0, &dl) == NVME_TCP_PDU_CAPSULE_RESP)
+		memcpy(&a->aer, hdr + 8, sizeof(a->aer));
+	struct nvme_sqe idn = { .opc = NVME_OPC_IDENTIFY, .nsid = 1, .cdw10 = NVME_CNS_NS };
+	if (mh_cmd(&adm, &idn, NULL, 0, NULL, 0, 0, id, sizeof(id), &cqe) == 0)
+		a->nsze = ((struct nvme_id_ns *)id)->nsze;
+	/* a FUA write in the new space, then read back */
+	if (mh_open(&q, port) == 0 && mh_icreq(&q, false, false) == 0 &&
+	    mh_connect(&q, 1, cntlid, SUBNQN, HOSTNQN, 0, &cqe) == 0) {
+		memset(data, 0x77, sizeof(data));
+		struct nvme_sqe w = { .opc = NVME_OPC_WRITE, .nsid = 1, .cdw10 = 16000, .cdw12 = 7 | NVME_RW_FUA };
+		mh_cmd(&q, &w, data, sizeof(data), NULL, 0, 0, NULL, 0, &a->fua);
+		struct nvme_sqe r = { .opc = NVME_OPC_READ, .nsid = 1, .cdw10 = 16000, .cdw12 = 7 };
+		mh_cmd(&q, &r, NULL, 0, NULL, 0, 0, rd, sizeof(rd), &a->rd);
+		a->cmp = memcmp(rd, data, sizeof(rd));
+		/* on a device with a volatile cache, only the FUA write survives power loss */
+		struct nvme_sqe wf = { .opc = NVME_OPC_WRITE, .nsid = 2, .cdw10 = 0, .cdw12 = 7 | NVME_RW_FUA };
+		mh_cmd(&q, &wf, data, sizeof(data), NULL, 0, 0, NULL, 0, &cqe);
+		struct nvme_sqe wp = { .opc = NVME_OPC_WRITE, .nsid = 2, .cdw10 = 8, .cdw12 = 7 };
+		mh_cmd(&q, &wp, data, sizeof(data), NULL, 0, 0, NULL, 0, &cqe);
+		on_loop(power_loss, NULL);
+		struct nvme_sqe r0 = { .opc = NVME_OPC_READ, .nsid = 2, .cdw10 = 0, .cdw12 = 7 };
+		mh_cmd(&q, &r0, NULL, 0, NULL, 0, 0, rd, sizeof(rd), &cqe);
+		a->cmp_fua_kept = memcmp(rd, data, sizeof(rd));
+		struct nvme_sqe r8 = { .opc = NVME_OPC_READ, .nsid = 2, .cdw10 = 8, .cdw12 = 7 };
+		mh_cmd(&q, &r8, NULL, 0, NULL, 0, 0, rd, sizeof(rd), &cqe);
+		a->cmp_plain_lost = memcmp(rd, data, sizeof(rd));
+		mh_close(&q);
+	}
+	mh_close(&adm);
+}
+
+static void test_resize_event_and_fua(void **state)
+{
+	struct nvmf_subsystem *s;
+	struct resize_args a = { 0 };
+
+	assert_int_equal(bdev_malloc_create("Big", NULL, 16384, 512, NULL), 0);
+	s = make_subsys(SUBNQN, true, NULL);
+	/* shrink the visible size first, so growing it is a real change */
+	bdev_num_blocks_set(bdev_find("Big"), 8192);
+	assert_int_equal(nvmf_subsystem_ns_add(s, "Big", NULL, NULL), 0);
+	assert_int_equal(bdev_fault_create("F0", 64, 512, NULL), 0);
+	assert_int_equal(nvmf_subsystem_ns_add(s, "F0", NULL, NULL), 0);
+	run_host(host_resize, &a);
+	assert_int_equal(a.rc, 0);
+	assert_int_equal(a.n_resized, 1);
+	assert_int_equal(a.aer.cid, 31);
+	assert_int_equal(NVME_AER_TYPE(a.aer.dw0), NVME_AER_TYPE_NOTICE);
+	assert_int_equal(NVME_AER_LID(a.aer.dw0), NVME_LOG_CHANGED_NS_LIST);
+	assert_int_equal(a.nsze, 16384);
+	assert_true(NVME_STATUS_IS_OK(a.fua.status));
+	assert_true(NVME_STATUS_IS_OK(a.rd.status));
+	assert_int_equal(a.cmp, 0);
+	assert_int_equal(a.cmp_fua_kept, 0);
+	assert_int_not_equal(a.cmp_plain_lost, 0);
+	assert_int_equal(nvmf_subsystem_destroy(s), 0);
+}
+
 /* ------------------------------------------------ status codes, digests */
 
 struct edge_args {
@@ -1292,6 +1391,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_discovery, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_status_codes_and_digests, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_allocation_faults, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_resize_event_and_fua, setup, teardown),
 	};
 	log_level_set(LOG_LEVEL_WARN);
 	if (getenv("NVMF_TEST_FILTER"))
