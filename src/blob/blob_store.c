@@ -315,6 +315,9 @@ static void flush_done(void *arg, int status)
 	}
 	if (bs->flush_next)
 		flush_start(bs);
+	else
+		check_idle(bs);
+	/* nothing touches bs after the callbacks: one may free the store */
 	while (w) {
 		struct bs_flush_waiter *n = w->next;
 		blob_done_cb cb = w->cb;
@@ -323,7 +326,6 @@ static void flush_done(void *arg, int status)
 		cb(cb_arg, status);
 		w = n;
 	}
-	check_idle(bs);
 }
 
 static void flush_start(struct blob_store *bs)
@@ -840,9 +842,13 @@ static void free_now(struct ev_loop *loop, void *arg)
 /* Outstanding I/O still points at the store: it is released once idle. */
 void blob_store_free(struct blob_store *bs)
 {
-	if (!bs)
+	if (!bs || bs->freeing)
 		return;
 	bs->failed = true; /* nothing new starts */
+	if (bs->ops_inflight == 0 && bs->zero_outstanding == 0 && !bs->flush_busy && !bs->wq_scheduled) {
+		store_release(bs);
+		return;
+	}
 	bs->freeing = true;
 	check_idle(bs);
 }
@@ -1068,7 +1074,8 @@ static int load_select(struct load_ctx *l)
 {
 	struct blob_store *bs = l->bs;
 	int rc = 0;
-	qsort(l->cands, l->ncands, sizeof(*l->cands), cand_cmp);
+	if (l->ncands > 1)
+		qsort(l->cands, l->ncands, sizeof(*l->cands), cand_cmp);
 
 	/* group complete chains */
 	struct chain *chains = NULL;

@@ -492,6 +492,44 @@ static void test_ten_thousand(void **state)
 	unlink(file);
 }
 
+/* allocation failures at every point of store/lvol operations */
+static void test_alloc_failures(void **state)
+{
+	(void)state;
+	for (long n = 0; n < 300; n++) {
+		struct bdev *bd;
+		assert_int_equal(bdev_malloc_create("M", NULL, 64 * MiB / 512, 512, &bd), 0);
+		wait_examine();
+		mem_fault_set(n);
+		struct lvol_store *lvs = NULL;
+		struct lvol *a = NULL, *s = NULL, *c = NULL;
+		if (mk_lvs("M", "fl", 1 * MiB, &lvs) == 0 && lvs) {
+			(void)mk(lvs, "a", 4 * MiB, false, &a);
+			if (a) {
+				(void)snap(a, "s", &s);
+				(void)resize(a, 8 * MiB);
+				(void)ren(a, "a2");
+			}
+			if (s)
+				(void)clone_(s, "c", &c);
+			if (c)
+				(void)del(c);
+		}
+		mem_fault_clear();
+		for (int i = 0; i < 20; i++)
+			ev_loop_run_once(loop, 0);
+		lvs = lvol_store_find_by_name("fl");
+		if (lvs) {
+			struct w x = {0};
+			assert_int_equal(SYNC(lvol_store_destroy(lvs, done_cb, &x), &x), 0);
+		}
+		for (int i = 0; i < 20; i++)
+			ev_loop_run_once(loop, 0);
+		assert_int_equal(bdev_claim_type(bd), BDEV_CLAIM_NONE);
+		assert_int_equal(bdev_malloc_delete("M"), 0);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -499,6 +537,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_restart_clean, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_restart_killed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ten_thousand, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_alloc_failures, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
