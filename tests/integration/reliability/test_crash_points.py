@@ -20,7 +20,7 @@ import time
 import pytest
 
 import helpers
-from conftest import (CRASH_EXIT, STRESS, MiB, Node, crash_points, record, require,  # noqa: F401
+from reliability_lib import (CRASH_EXIT, STRESS, MiB, Node, crash_points, record, require,  # noqa: F401
                       tail)
 
 PARALLEL = int(os.environ.get("DISKENGINE_CRASH_PARALLEL", "3"))
