@@ -508,6 +508,7 @@ out:
 
 static void m_bdev_aio_rescan(struct rpc_request *req, json_t *params, void *ctx)
 {
+	struct tgt *t = ctx;
 	struct name_params p = { 0 };
 	struct bdev *bdev;
 	int rc;
@@ -522,10 +523,12 @@ static void m_bdev_aio_rescan(struct rpc_request *req, json_t *params, void *ctx
 		goto out;
 	}
 	rc = bdev_aio_rescan(bdev);
-	if (rc)
+	if (rc) {
 		rpc_request_errno(req, rc);
-	else
+	} else {
+		nvmf_tgt_bdev_resized(t->nvmf, bdev); /* hosts get a namespace-changed AEN */
 		rpc_request_reply_true(req);
+	}
 out:
 	rpc_params_free(name_spec, 1, &p);
 }
@@ -665,7 +668,8 @@ static json_t *iostat_json(struct bdev *bdev)
 			 "max_write_latency_ticks", U(s->max_write_latency_ticks),
 			 "min_write_latency_ticks", U(s->min_write_latency_ticks),
 			 "unmap_latency_ticks", U(s->unmap_latency_ticks),
-			 "max_unmap_latency_ticks", U(0), "min_unmap_latency_ticks", U(0),
+			 "max_unmap_latency_ticks", U(s->max_unmap_latency_ticks),
+			 "min_unmap_latency_ticks", U(s->min_unmap_latency_ticks),
 			 "copy_latency_ticks", U(0), "max_copy_latency_ticks", U(0),
 			 "min_copy_latency_ticks", U(0), "io_error",
 			 "queue_depth_polling_period", U(0), "queue_depth", U(0), "io_time", U(0),
@@ -693,8 +697,8 @@ static void m_bdev_get_iostat(struct rpc_request *req, json_t *params, void *ctx
 		}
 	}
 	arr = json_array();
-	res = json_pack("{s:I,s:I,s:o}", "tick_rate", (json_int_t)1000000000,
-			"ticks", (json_int_t)clock_mono_ns(), "bdevs", arr);
+	res = json_pack("{s:I,s:I,s:o}", "tick_rate", (json_int_t)bdev_tick_rate(),
+			"ticks", (json_int_t)bdev_ticks(), "bdevs", arr);
 	if (!res)
 		goto nomem;
 	if (p.names && json_array_size(p.names) > 0) {

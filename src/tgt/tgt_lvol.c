@@ -445,9 +445,30 @@ static const struct rpc_param resize_spec[] = {
 	{ "size_in_mib", RPC_PARAM_UINT64, offsetof(struct resize_params, size_in_mib), false },
 };
 
+struct resize_ctx {
+	struct tgt *t;
+	struct rpc_request *req;
+	struct lvol *lv;
+};
+
+static void resize_done(void *arg, int status)
+{
+	struct resize_ctx *c = arg;
+
+	if (status) {
+		async_error(c->req, status);
+	} else {
+		/* SPDK sends connected hosts a namespace-attribute-changed AEN. */
+		nvmf_tgt_bdev_resized(c->t->nvmf, lvol_bdev(c->lv));
+		rpc_request_reply_true(c->req);
+	}
+	mem_free(c);
+}
+
 static void m_lvol_resize(struct rpc_request *req, json_t *params, void *ctx)
 {
 	struct resize_params p = { 0 };
+	struct resize_ctx *c;
 	struct lvol *lv;
 	int rc;
 
@@ -464,9 +485,17 @@ static void m_lvol_resize(struct rpc_request *req, json_t *params, void *ctx)
 		async_error(req, -EINVAL);
 		goto out;
 	}
-	rc = lvol_resize(lv, p.size_in_mib * MIB, done_true, req);
+	c = mem_zalloc(sizeof(*c));
+	if (!c) {
+		rpc_request_errno(req, -ENOMEM);
+		goto out;
+	}
+	c->t = ctx;
+	c->req = req;
+	c->lv = lv;
+	rc = lvol_resize(lv, p.size_in_mib * MIB, resize_done, c);
 	if (rc)
-		async_error(req, rc); /* SPDK: every resize failure comes from the callback */
+		resize_done(c, rc); /* SPDK: every resize failure comes from the callback */
 out:
 	rpc_params_free(resize_spec, COMMON_ARRAY_SIZE(resize_spec), &p);
 }
