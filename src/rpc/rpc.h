@@ -14,8 +14,10 @@
  * Handlers complete each request exactly once, now (inside the handler) or
  * later (from any later loop callback), with rpc_request_reply() or
  * rpc_request_error*(). If the client has disconnected meanwhile the
- * completion is still valid; its output is discarded. Notifications (no id)
- * are dispatched and completed normally; nothing is sent.
+ * completion is still valid; its output is discarded. Notifications (no id,
+ * or "id": null) are dispatched and completed normally; a result is not
+ * sent, an error is (with "id": null), exactly as SPDK does. A client that
+ * shuts down its sending side still gets every reply, then the close.
  *
  * Client. Blocking, one per thread, no event loop. See rpc_client_call().
  */
