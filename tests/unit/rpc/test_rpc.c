@@ -1058,6 +1058,38 @@ static void test_client_pipelining(void **state)
 	rpc_client_destroy(c);
 }
 
+/* Allocation failures anywhere in a client call (and, since the fault is
+ * process-wide, in the server thread too): errors, never a crash or leak;
+ * afterwards everything works again. */
+static void test_client_alloc_faults(void **state)
+{
+	struct srv_thread *t = *state;
+	struct rpc_client *c;
+	struct rpc_error err;
+	json_t *res;
+
+	for (long k = 0; k < 30; k++) {
+		json_t *params = json_pack("{s:[i,s]}", "k", 1, "v");
+
+		mem_fault_set(k);
+		if (rpc_client_connect(t->path, 1000, &c) == 0) {
+			int rc = rpc_client_call(c, "echo", params, 300, &res, &err);
+
+			params = NULL;
+			if (rc == 0)
+				json_decref(res);
+			rpc_client_destroy(c);
+		}
+		mem_fault_clear();
+		json_decref(params);
+	}
+	assert_int_equal(rpc_client_connect(t->path, 1000, &c), 0);
+	assert_int_equal(rpc_client_call(c, "echo", json_pack("[i]", 5), 2000, &res, &err), 0);
+	assert_int_equal(json_integer_value(json_array_get(res, 0)), 5);
+	json_decref(res);
+	rpc_client_destroy(c);
+}
+
 static void test_client_connect_errors(void **state)
 {
 	struct rpc_client *c = NULL;
@@ -1246,6 +1278,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_client_calls, srv_setup, srv_teardown),
 		cmocka_unit_test_setup_teardown(test_client_timeout_unknown, srv_setup, srv_teardown),
 		cmocka_unit_test_setup_teardown(test_client_pipelining, srv_setup, srv_teardown),
+		cmocka_unit_test_setup_teardown(test_client_alloc_faults, srv_setup, srv_teardown),
 		cmocka_unit_test_setup_teardown(test_server_listen_rules, srv_setup, srv_teardown),
 		cmocka_unit_test(test_client_connect_errors),
 		cmocka_unit_test(test_client_reply_shapes),
