@@ -685,8 +685,8 @@ static void admin_get_log_page(struct nvmf_req *req)
 		req_done(req, NVME_SCT_GENERIC, NVME_SC_INVALID_FIELD);
 		return;
 	}
+	/* the whole SGL length is sent; bytes past NUMD (and past the page) are zero */
 	memset(req->buf, 0, req->data_len);
-	req->data_len = (uint32_t)len;
 	if (disc && lid != NVME_LOG_DISCOVERY) {
 		req_done(req, NVME_SCT_COMMAND_SPECIFIC, NVME_SC_INVALID_LOG_PAGE);
 		return;
