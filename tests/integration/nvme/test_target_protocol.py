@@ -37,8 +37,8 @@ def sqe(opc, cid=0, nsid=0, sgl_id=0x5A, sgl_len=0, cdw10=0, cdw11=0, cdw12=0, c
 class RawHost:
     """A minimal blocking NVMe/TCP initiator (no digests)."""
 
-    def __init__(self, port, timeout=5.0):
-        self.s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    def __init__(self, port, timeout=5.0, addr="127.0.0.1"):
+        self.s = socket.create_connection((addr, port), timeout=timeout)
         self.s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.cid = 0
         self.cntlid = None
@@ -377,3 +377,28 @@ def test_shutdown_with_live_connections_and_io(nvmf_tgt):
     for h in (adm, io, half):
         assert h.closed_within(3.0)
         h.close()
+
+
+def test_ipv6_listener_and_listener_removal(nvmf_tgt):
+    nqn = nvmf_tgt.subsystem(size_mib=4)
+    port6 = free_port()
+    nvmf_tgt.call("nvmf_subsystem_add_listener", {"nqn": nqn, "listen_address": {
+        "trtype": "TCP", "adrfam": "IPv6", "traddr": "::1", "trsvcid": str(port6)}})
+    h = RawHost(port6, addr="::1")
+    h.admin_up(nqn)
+    qps = nvmf_tgt.call("nvmf_subsystem_get_qpairs", {"nqn": nqn})
+    assert qps[0]["listen_address"]["adrfam"] == "IPv6" and qps[0]["listen_address"]["traddr"] == "::1"
+    # removing the listener keeps the established connection, refuses new ones
+    nvmf_tgt.call("nvmf_subsystem_remove_listener", {"nqn": nqn, "listen_address": {
+        "trtype": "TCP", "adrfam": "IPv6", "traddr": "::1", "trsvcid": str(port6)}})
+    assert h.cmd(0x18)[2] == 0
+    with pytest.raises(OSError):
+        RawHost(port6, addr="::1", timeout=2.0)
+    # a subsystem only answers on its own listeners (the IPv4 one still works)
+    other = nvmf_tgt.subsystem(size_mib=4, port=free_port())
+    g = RawHost(nvmf_tgt.port)
+    g.icreq()
+    dw0, status = g.connect(other)
+    assert (sct(status), sc(status)) == (1, 0x82)
+    h.close()
+    g.close()
