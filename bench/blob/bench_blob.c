@@ -201,6 +201,43 @@ int main(int argc, char **argv)
 	double tr = secs(t0);
 	printf("resizes:  %8.0f /s  (%u in %.2f s)\n", count / tr, count, tr);
 
+	/* thin allocation: first writes into a fresh thin lvol, 32 in flight */
+	{
+		struct flag cf = {0};
+		struct pipe_state cp = {0};
+		const unsigned nal = 512;
+		if (lvol_create(lvs, "alloc", (uint64_t)nal * cluster, true, LVOL_CLEAR_DEFAULT, lvol_done, &cp) != 0)
+			return 1;
+		cp.inflight++;
+		drain(&cp, 1);
+		(void)cf;
+		struct lvol *al = lvol_find("bench/alloc");
+		if (!al)
+			return 1;
+		void *buf = NULL;
+		if (posix_memalign(&buf, 4096, 4096) != 0)
+			return 1;
+		memset(buf, 0x5a, 4096);
+		memset(&cp, 0, sizeof(cp));
+		t0 = clock_mono_us();
+		for (unsigned i = 0; i < nal; i++) {
+			if (bdev_write(lvol_bdev(al), buf, (uint64_t)i * cluster, 4096, op_done, &cp) != 0)
+				return 1;
+			cp.inflight++;
+			drain(&cp, 32);
+		}
+		drain(&cp, 1);
+		double ta = secs(t0);
+		printf("thin allocating writes: %6.0f /s  (%u first writes of 4 KiB, each a new %llu-byte cluster, 32 in flight)\n",
+		       nal / ta, nal, (unsigned long long)cluster);
+		free(buf);
+		memset(&cp, 0, sizeof(cp));
+		if (lvol_delete(al, op_done, &cp) != 0)
+			return 1;
+		cp.inflight++;
+		drain(&cp, 1);
+	}
+
 	/* memory */
 	double per = (double)(heap1 - heap0) / count;
 	printf("memory:   %8.0f bytes per lvol (heap growth over %u creates, lvol + blob + bdev registration)"

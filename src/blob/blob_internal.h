@@ -171,6 +171,8 @@ struct blob {
 	struct bs_io_req *io_wait_head, *io_wait_tail; /* queued while frozen */
 	struct bs_waiter *idle_waiters;  /* freeze: wait for io_inflight == 0 */
 	struct bs_alloc *allocs;   /* cluster allocations in flight */
+	struct bs_alloc *alloc_ready; /* data durable, mapping not committed */
+	bool alloc_commit_pending;
 };
 
 struct bs_flush_waiter {

@@ -49,8 +49,8 @@ struct bs_alloc {
 	uint8_t *cbuf;       /* full-cluster buffer (ancestor copy) */
 	unsigned pending;
 	int status;
-	uint32_t *newmap;
 	struct bs_alloc *next;
+	struct bs_alloc *rnext;  /* b->alloc_ready */
 };
 
 static void seg_start(struct seg *s);
@@ -169,7 +169,6 @@ static void alloc_finish(struct bs_alloc *a, int status)
 	if (status && a->cluster)
 		bs_cluster_release(b->bs, a->cluster);
 	bs_dma_free(a->cbuf);
-	mem_free(a->newmap);
 	struct seg *s = a->seg;
 	struct seg *w = a->waiters;
 	mem_free(a);
@@ -183,43 +182,97 @@ static void alloc_finish(struct bs_alloc *a, int status)
 	}
 }
 
-static void alloc_committed(void *arg, int status)
+/*
+ * Allocations whose data is durable wait in b->alloc_ready; one metadata
+ * transaction commits all of them (concurrent first writes to a thin blob
+ * share a commit instead of queueing one by one on the md lock).
+ */
+struct alloc_batch {
+	struct blob *b;
+	struct bs_alloc *list;
+	uint32_t *newmap;
+	unsigned n;
+};
+
+static void alloc_schedule(struct blob *b);
+
+static void alloc_batch_committed(void *arg, int status)
 {
-	struct bs_alloc *a = arg;
-	struct blob *b = a->blob;
+	struct alloc_batch *ab = arg;
+	struct blob *b = ab->b;
 	if (status == 0) {
 		mem_free(b->clusters);
-		b->clusters = a->newmap;
-		a->newmap = NULL;
-		b->num_alloc++;
-		a->cluster = 0; /* owned by the blob now */
+		b->clusters = ab->newmap;
+		ab->newmap = NULL;
+		b->num_alloc += ab->n;
+		for (struct bs_alloc *a = ab->list; a; a = a->rnext)
+			a->cluster = 0; /* owned by the blob now */
 	}
+	b->alloc_commit_pending = false;
 	bs_lock_release(&b->md_lock);
-	alloc_finish(a, status);
+	if (b->alloc_ready && !b->alloc_commit_pending)
+		alloc_schedule(b);
+	struct bs_alloc *a = ab->list;
+	mem_free(ab->newmap);
+	mem_free(ab);
+	while (a) {
+		struct bs_alloc *n = a->rnext;
+		alloc_finish(a, status);
+		a = n;
+	}
 }
 
-static void alloc_md_locked(void *arg)
+static void alloc_commit_locked(void *arg)
 {
-	struct bs_alloc *a = arg;
-	struct blob *b = a->blob;
-	if (b->bs->failed) {
+	struct blob *b = arg;
+	struct alloc_batch *ab = mem_zalloc(sizeof(*ab));
+	uint32_t *map = ab ? mem_alloc(sizeof(uint32_t) * (b->num_clusters ? b->num_clusters : 1)) : NULL;
+	int rc = b->bs->failed ? -EIO : 0;
+	if (!rc && (!ab || !map))
+		rc = -ENOMEM;
+	if (rc) {
+		struct bs_alloc *a = b->alloc_ready;
+		b->alloc_ready = NULL;
+		b->alloc_commit_pending = false;
 		bs_lock_release(&b->md_lock);
-		alloc_finish(a, -EIO);
+		mem_free(ab);
+		mem_free(map);
+		while (a) {
+			struct bs_alloc *n = a->rnext;
+			alloc_finish(a, rc);
+			a = n;
+		}
 		return;
 	}
-	a->newmap = mem_alloc(sizeof(uint32_t) * b->num_clusters);
-	if (!a->newmap) {
-		bs_lock_release(&b->md_lock);
-		alloc_finish(a, -ENOMEM);
-		return;
+	ab->b = b;
+	ab->list = b->alloc_ready;
+	b->alloc_ready = NULL;
+	ab->newmap = map;
+	memcpy(map, b->clusters, sizeof(uint32_t) * b->num_clusters);
+	for (struct bs_alloc *a = ab->list; a; a = a->rnext) {
+		map[a->lc] = a->cluster;
+		ab->n++;
 	}
-	memcpy(a->newmap, b->clusters, sizeof(uint32_t) * b->num_clusters);
-	a->newmap[a->lc] = a->cluster;
 	struct bs_txn_member m;
 	bs_blob_state(b, &m.st);
 	m.blob = b;
-	m.st.clusters = a->newmap;
-	bs_txn_commit(b->bs, &m, 1, NULL, 0, alloc_committed, a);
+	m.st.clusters = map;
+	bs_txn_commit(b->bs, &m, 1, NULL, 0, alloc_batch_committed, ab);
+}
+
+static void alloc_schedule(struct blob *b)
+{
+	b->alloc_commit_pending = true;
+	if (bs_lock_acquire(&b->md_lock, alloc_commit_locked, b) != 0) {
+		b->alloc_commit_pending = false;
+		struct bs_alloc *a = b->alloc_ready;
+		b->alloc_ready = NULL;
+		while (a) {
+			struct bs_alloc *n = a->rnext;
+			alloc_finish(a, -ENOMEM);
+			a = n;
+		}
+	}
 }
 
 static void alloc_data_flushed(void *arg, int status)
@@ -229,8 +282,11 @@ static void alloc_data_flushed(void *arg, int status)
 		alloc_finish(a, status);
 		return;
 	}
-	if (bs_lock_acquire(&a->blob->md_lock, alloc_md_locked, a) != 0)
-		alloc_finish(a, -ENOMEM);
+	struct blob *b = a->blob;
+	a->rnext = b->alloc_ready;
+	b->alloc_ready = a;
+	if (!b->alloc_commit_pending)
+		alloc_schedule(b);
 }
 
 static void alloc_data_done(void *arg, int status)
