@@ -1103,6 +1103,83 @@ static void test_resize_event_and_fua(void **state)
 	assert_int_equal(nvmf_subsystem_destroy(s), 0);
 }
 
+/* C2HData SUCCESS without CapsuleResp when the host disabled SQ flow
+ * control (CATTR bit 2), SQHD 0xFFFF in that case, and C2H data padded to
+ * the host's HPDA alignment. */
+struct sqflow_args {
+	int rc, rc_read, got_success, got_resp, pdo, cmp;
+	uint16_t sqhd_connect;
+};
+
+static void host_sqflow(void *arg)
+{
+	struct sqflow_args *a = arg;
+	struct mh adm, q;
+	struct nvme_cqe cqe;
+	uint16_t cntlid = 0;
+	static uint8_t out[2048], data[4096], rd[4096];
+	uint8_t hdr[160];
+	uint32_t dl;
+
+	a->rc = mh_admin_up(&adm, port, SUBNQN, HOSTNQN, 0, &cntlid);
+	if (a->rc || (a->rc = mh_open(&q, port)) != 0)
+		return;
+	/* ICReq with HPDA 7: C2H data must start at a multiple of 32 bytes */
+	struct nvme_tcp_ic_req ic = { .ch = { .pdu_type = NVME_TCP_PDU_IC_REQ, .hlen = 128, .plen = 128 }, .hpda = 7 };
+	mh_send_all(&q, &ic, sizeof(ic));
+	if (mh_recv_pdu(&q, hdr, NULL, 0, &dl) != NVME_TCP_PDU_IC_RESP) {
+		a->rc = -EPROTO;
+		return;
+	}
+	struct nvme_fabrics_connect_cmd cmd = { .opc = NVME_OPC_FABRICS, .fctype = NVME_FCTYPE_CONNECT, .cid = 1,
+						.qid = 1, .sqsize = 31, .cattr = NVME_CONNECT_CATTR_DISABLE_SQ_FLOW };
+	struct nvme_fabrics_connect_data d;
+	memset(&d, 0, sizeof(d));
+	d.cntlid = cntlid;
+	snprintf(d.subnqn, sizeof(d.subnqn), "%s", SUBNQN);
+	snprintf(d.hostnqn, sizeof(d.hostnqn), "%s", HOSTNQN);
+	a->rc = mh_cmd(&q, (struct nvme_sqe *)&cmd, &d, sizeof(d), NULL, 0, 0, NULL, 0, &cqe);
+	a->sqhd_connect = cqe.sqhd;
+	memset(data, 0x42, sizeof(data));
+	struct nvme_sqe w = { .opc = NVME_OPC_WRITE, .nsid = 1, .cdw12 = 7 };
+	mh_cmd(&q, &w, data, sizeof(data), NULL, 0, 0, NULL, 0, &cqe);
+	struct nvme_sqe r = { .opc = NVME_OPC_READ, .nsid = 1, .cid = 99, .cdw12 = 7, .flags = NVME_SQE_FLAGS_PSDT_SGL };
+	r.sgl1.id = NVME_SGL_ID_TRANSPORT;
+	r.sgl1.length = 4096;
+	size_t n = mh_build_capsule(&q, &r, NULL, 0, out);
+	mh_send_all(&q, out, n);
+	int t = mh_recv_pdu(&q, hdr, rd, sizeof(rd), &dl);
+	if (t == NVME_TCP_PDU_C2H_DATA) {
+		a->got_success = (hdr[1] & NVME_TCP_FLAG_SUCCESS) != 0;
+		a->pdo = hdr[3];
+		a->cmp = memcmp(rd, data, sizeof(rd));
+	} else {
+		a->rc_read = t;
+	}
+	/* nothing else may follow: the next PDU must answer the next command */
+	struct nvme_sqe ka = { .opc = NVME_OPC_FLUSH, .nsid = 1 };
+	mh_cmd(&q, &ka, NULL, 0, NULL, 0, 0, NULL, 0, &cqe);
+	a->got_resp = cqe.cid == 99;
+	mh_close(&q);
+	mh_close(&adm);
+}
+
+static void test_sqflow_disabled_and_hpda(void **state)
+{
+	struct nvmf_subsystem *s = make_subsys(SUBNQN, true, "Malloc0");
+	struct sqflow_args a = { 0 };
+
+	run_host(host_sqflow, &a);
+	assert_int_equal(a.rc, 0);
+	assert_int_equal(a.rc_read, 0);
+	assert_int_equal(a.sqhd_connect, 0xFFFF);
+	assert_true(a.got_success);
+	assert_int_equal(a.pdo, 32);
+	assert_int_equal(a.cmp, 0);
+	assert_false(a.got_resp);
+	assert_int_equal(nvmf_subsystem_destroy(s), 0);
+}
+
 /* ------------------------------------------------ status codes, digests */
 
 struct edge_args {
@@ -1392,6 +1469,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_status_codes_and_digests, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_allocation_faults, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_resize_event_and_fua, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sqflow_disabled_and_hpda, setup, teardown),
 	};
 	log_level_set(LOG_LEVEL_WARN);
 	if (getenv("NVMF_TEST_FILTER"))
