@@ -255,9 +255,14 @@ struct loader {
 static bool skippable(const char *m)
 {
 	static const char *const suffixes[] = { "_set_options", "_set_config", "_set_max_subsystems",
-						"_set_crdt" };
+						"_set_crdt", "_set_hotplug" };
+	static const char *const exact[] = { "framework_set_scheduler", "sock_set_default_impl",
+					     "vmd_enable", "framework_start_init" };
 	size_t i, ml = strlen(m);
 
+	for (i = 0; i < COMMON_ARRAY_SIZE(exact); i++)
+		if (!strcmp(m, exact[i]))
+			return true;
 	for (i = 0; i < COMMON_ARRAY_SIZE(suffixes); i++) {
 		size_t sl = strlen(suffixes[i]);
 

@@ -378,3 +378,70 @@ def test_config_file_errors_fail_startup(workdir):
     p.log.close()
     assert rc != 0
     p.assert_clean()
+
+
+SPDK_STYLE_CONFIG = {"subsystems": [
+    {"subsystem": "keyring", "config": []},
+    {"subsystem": "iobuf", "config": [{"method": "iobuf_set_options", "params": {
+        "small_pool_count": 8192, "large_pool_count": 1024, "small_bufsize": 8192, "large_bufsize": 135168}}]},
+    {"subsystem": "sock", "config": [
+        {"method": "sock_set_default_impl", "params": {"impl_name": "posix"}},
+        {"method": "sock_impl_set_options", "params": {"impl_name": "posix", "recv_buf_size": 2097152}}]},
+    {"subsystem": "vmd", "config": []},
+    {"subsystem": "accel", "config": [{"method": "accel_set_options", "params": {"small_cache_size": 128}}]},
+    {"subsystem": "bdev", "config": [
+        {"method": "bdev_set_options", "params": {"bdev_io_pool_size": 65535, "bdev_io_cache_size": 256,
+                                                  "bdev_auto_examine": True}},
+        {"method": "bdev_raid_set_options", "params": {"process_window_size_kb": 1024}},
+        {"method": "bdev_nvme_set_options", "params": {"action_on_timeout": "none"}},
+        {"method": "bdev_nvme_set_hotplug", "params": {"period_us": 100000, "enable": False}},
+        {"method": "bdev_malloc_create", "params": {"name": "Malloc0", "num_blocks": 8192, "block_size": 512,
+                                                    "physical_block_size": 512,
+                                                    "uuid": "aa5b8f6e-b67a-4506-b606-7fff5a859920",
+                                                    "optimal_io_boundary": 0, "md_size": 0, "dif_type": 0,
+                                                    "dif_is_head_of_md": False, "dif_pi_format": 0}},
+        {"method": "bdev_wait_for_examine"}]},
+    {"subsystem": "scsi", "config": None},
+    {"subsystem": "nvmf", "config": [
+        {"method": "nvmf_set_config", "params": {"discovery_filter": "match_any", "admin_cmd_passthru": {
+            "identify_ctrlr": False}}},
+        {"method": "nvmf_set_max_subsystems", "params": {"max_subsystems": 1024}},
+        {"method": "nvmf_set_crdt", "params": {"crdt1": 0, "crdt2": 0, "crdt3": 0}},
+        {"method": "nvmf_create_transport", "params": {"trtype": "TCP", "max_queue_depth": 128,
+                                                       "max_io_qpairs_per_ctrlr": 127, "in_capsule_data_size": 4096,
+                                                       "max_io_size": 131072, "io_unit_size": 131072,
+                                                       "max_aq_depth": 128, "num_shared_buffers": 511,
+                                                       "buf_cache_size": 4294967295, "dif_insert_or_strip": False,
+                                                       "zcopy": False, "c2h_success": True, "sock_priority": 0,
+                                                       "abort_timeout_sec": 1, "ack_timeout": 0,
+                                                       "data_wr_pool_size": 0}},
+        {"method": "nvmf_create_subsystem", "params": {"nqn": NQN, "allow_any_host": True,
+                                                       "serial_number": "SPDK00000000000001",
+                                                       "model_number": "SPDK bdev Controller", "max_namespaces": 32,
+                                                       "min_cntlid": 1, "max_cntlid": 65519, "ana_reporting": False}},
+        {"method": "nvmf_subsystem_add_ns", "params": {"nqn": NQN, "namespace": {
+            "nsid": 1, "bdev_name": "Malloc0", "nguid": "AA5B8F6EB67A4506B6067FFF5A859920",
+            "uuid": "aa5b8f6e-b67a-4506-b606-7fff5a859920", "no_auto_visible": False, "hide_metadata": False}}}]},
+    {"subsystem": "nbd", "config": []},
+    {"subsystem": "scheduler", "config": [{"method": "framework_set_scheduler", "params": {"name": "static"}}]},
+]}
+
+
+def test_start_with_an_spdk_saved_config(workdir):
+    """A config saved by SPDK (with its framework tunables) starts disktgt: the
+    tunables disktgt has no equivalent for are skipped, the rest is applied."""
+    import json
+    from conftest import Target
+    path = os.path.join(workdir, "spdk.json")
+    with open(path, "w") as f:
+        json.dump(SPDK_STYLE_CONFIG, f)
+    t = Target(workdir, "cfg", ["-c", path])
+    try:
+        c = t.client()
+        sub = call_ok(c, "nvmf_get_subsystems", {"nqn": NQN})[0]
+        assert sub["namespaces"] == [{"nsid": 1, "bdev_name": "Malloc0", "name": "Malloc0",
+                                      "nguid": "AA5B8F6EB67A4506B6067FFF5A859920",
+                                      "uuid": "aa5b8f6e-b67a-4506-b606-7fff5a859920"}]
+        assert call_ok(c, "bdev_get_bdevs", {"name": "Malloc0"})[0]["uuid"] == "aa5b8f6e-b67a-4506-b606-7fff5a859920"
+    finally:
+        t.stop()
