@@ -479,6 +479,51 @@ int json_framer_next_raw(struct json_framer *f, const char **raw, size_t *raw_le
 	return 1;
 }
 
+/* After a parse with JSON_DECODE_INT_AS_REAL: integer-valued reals that an
+ * int64 holds exactly become integers again. */
+static void restore_integers(json_t *v)
+{
+	if (json_is_array(v)) {
+		for (size_t i = 0; i < json_array_size(v); i++) {
+			json_t *e = json_array_get(v, i);
+			double d = json_real_value(e);
+
+			if (json_is_real(e) && d == (double)(long long)d && d > -9007199254740992.0 &&
+			    d < 9007199254740992.0)
+				json_array_set_new(v, i, json_integer((json_int_t)d));
+			else
+				restore_integers(e);
+		}
+	} else if (json_is_object(v)) {
+		for (void *it = json_object_iter(v); it; it = json_object_iter_next(v, it)) {
+			json_t *e = json_object_iter_value(it);
+			double d = json_real_value(e);
+
+			if (json_is_real(e) && d == (double)(long long)d && d > -9007199254740992.0 &&
+			    d < 9007199254740992.0)
+				json_object_iter_set_new(v, it, json_integer((json_int_t)d));
+			else
+				restore_integers(e);
+		}
+	}
+}
+
+/*
+ * jansson refuses integers beyond 64 bits; SPDK's parser takes them (its
+ * decoders then reject out-of-range values). So a value with such a number
+ * is parsed again with every integer as a real, and the ordinary integers
+ * are put back: the request reaches its handler, whose decoding fails like
+ * SPDK's instead of the connection being closed.
+ */
+static json_t *load_big_numbers(const char *text, size_t len)
+{
+	json_t *v = json_loadb(text, len, JSON_DECODE_ANY | JSON_DECODE_INT_AS_REAL, NULL);
+
+	if (v && (json_is_array(v) || json_is_object(v)))
+		restore_integers(v);
+	return v;
+}
+
 int json_framer_next(struct json_framer *f, json_t **out, const char **raw, size_t *raw_len)
 {
 	size_t start = 0, end = 0;
@@ -491,11 +536,13 @@ int json_framer_next(struct json_framer *f, json_t **out, const char **raw, size
 	if (rc != 1)
 		return rc;
 	v = json_loadb(f->buf + start, end - start, JSON_DECODE_ANY, &jerr);
+	if (!v && json_error_code(&jerr) == json_error_numeric_overflow)
+		v = load_big_numbers(f->buf + start, end - start);
 	if (!v) {
 		if (json_error_code(&jerr) == json_error_out_of_memory)
 			return -ENOMEM;
 		/* Grammar was fine but jansson refused it: invalid UTF-8, a \u0000
-		 * escape, an integer beyond 64 bits. */
+		 * escape, a real beyond double range. */
 		f->error = -EINVAL;
 		return f->error;
 	}

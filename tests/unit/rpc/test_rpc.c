@@ -369,14 +369,17 @@ static void test_server_golden(void **state)
 		     "{\"jsonrpc\":\"2.0\",\"id\":84,\"error\":{\"code\":-32603,\"message\":\"spdk_json_decode_object failed\"}}\n");
 	expect_reply(f, "{\"jsonrpc\":\"2.0\",\"method\":\"decode\",\"id\":85,\"params\":{\"name\":\"v\",\"bogus\":1}}",
 		     "{\"jsonrpc\":\"2.0\",\"id\":85,\"error\":{\"code\":-32603,\"message\":\"spdk_json_decode_object failed\"}}\n");
+	/* A number beyond 64 bits: a decode failure like SPDK's, not a close. */
+	expect_reply(f, "{\"jsonrpc\":\"2.0\",\"method\":\"decode\",\"id\":87,\"params\":{\"name\":\"v\",\"u64\":99999999999999999999}}",
+		     "{\"jsonrpc\":\"2.0\",\"id\":87,\"error\":{\"code\":-32603,\"message\":\"spdk_json_decode_object failed\"}}\n");
 	/* a87: truncated JSON just waits. */
 	fx_send_str(f, "{\"jsonrpc\":\"2.0\",\"method\":\"spdk_get_version\",\"id\":1");
-	fx_expect_quiet(f, 7);
+	fx_expect_quiet(f, 8);
 	assert_false(f->peer_closed);
 	/* ...and completes when the rest arrives. */
 	fx_send_str(f, "}");
-	fx_wait_lines(f, 8);
-	assert_int_equal(count_lines(f), 8);
+	fx_wait_lines(f, 9);
+	assert_int_equal(count_lines(f), 9);
 }
 
 static void test_server_invalid_json_closes(void **state)
