@@ -137,3 +137,26 @@ def test_target_killed_mid_io_reports_reset(tmpdir_short):
         assert "ECONNRESET" in err, err
     finally:
         proc.stop()
+
+
+def test_parallel_hosts_distinct_regions(nvmf_tgt):
+    """Several host processes (each with two I/O queues) write and verify
+    their own region of one namespace at the same time."""
+    nqn = nvmf_tgt.subsystem(size_mib=32)
+    tr = nvmf_tgt.trid(nqn)
+    procs = []
+    for i in range(4):
+        off = i * 8 * 1024 * 1024
+        args = ["write", off, 8 << 20, 100 + i, "verify", off, 8 << 20, 100 + i,
+                "zero", off + 4096, 1 << 20, "check-zero", off + 4096, 1 << 20,
+                "verify", off, 4096, 100 + i]
+        procs.append(subprocess.Popen([tool("nvmeio"), "-r", tr, "--queues", "2"] +
+                                      [str(a) for a in args],
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+    # and every region still holds its own pattern afterwards
+    for i in range(4):
+        off = i * 8 * 1024 * 1024
+        ok(nvmeio(tr, "verify", off + 4096 + (1 << 20), (7 << 20) - 4096, 100 + i))
