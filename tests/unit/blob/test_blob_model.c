@@ -780,6 +780,169 @@ static void test_crash(void **state)
 	       interrupted_absent, env_stress() ? " (stress)" : " (CI size; DISKENGINE_STRESS=1 for full)");
 }
 
+/* ------------------------------------------------ pipelined crashes */
+
+/* One operation of a concurrent batch. */
+struct pop {
+	int kind;            /* 0 create, 1 delete, 2 resize */
+	uint64_t key;        /* create: xattr "k" */
+	uint64_t id;         /* delete/resize target */
+	uint64_t n;          /* create/resize size */
+	bool thin;
+	bool done;
+	int status;
+	struct blob *res;
+};
+
+static void pop_done(void *arg, int status)
+{
+	struct pop *p = arg;
+	p->status = status;
+	p->done = true;
+}
+
+static void pop_blob_done(void *arg, struct blob *b, int status)
+{
+	struct pop *p = arg;
+	p->res = b;
+	p->status = status;
+	p->done = true;
+}
+
+static uint64_t blob_key(const struct blob *b)
+{
+	uint32_t len = 0;
+	const void *v = blob_xattr_get(b, "k", &len);
+	uint64_t k = 0;
+	if (v && len == sizeof(k))
+		memcpy(&k, v, sizeof(k));
+	return k;
+}
+
+/* Up to 48 creates / deletes / resizes in flight when the power fails:
+ * after the reload, every acknowledged one is there, every other one is
+ * either completely there or not at all, and the store checks clean. */
+static void test_crash_pipelined(void **state)
+{
+	(void)state;
+	unsigned rounds = env_stress() ? 600 : 150;
+	struct ctx c;
+	ctx_start(&c, 77, "pcrash");
+	uint64_t next_key = 1;
+	unsigned long acked = 0, unacked_applied = 0, unacked_absent = 0;
+	for (unsigned r = 0; r < rounds; r++) {
+		struct pop ops[48];
+		unsigned nops = 8 + (unsigned)(rnd(&c) % 40);
+		memset(ops, 0, sizeof(ops));
+		/* targets: distinct existing blobs */
+		struct blob *cand[256];
+		unsigned ncand = 0;
+		for (struct blob *b = blob_first(c.bs); b && ncand < 256; b = blob_next(b))
+			cand[ncand++] = b;
+		struct bdev_fault_opts fo = {0};
+		fo.crash_after_writes = 1 + rnd(&c) % 40;
+		fo.torn_writes = rnd(&c) % 3 == 0;
+		assert_int_equal(bdev_fault_configure(c.bd, &fo), 0);
+		for (unsigned i = 0; i < nops; i++) {
+			struct pop *p = &ops[i];
+			unsigned k = (unsigned)(rnd(&c) % 3);
+			if (k != 0 && ncand == 0)
+				k = 0;
+			if (ncand > 40)
+				k = 1 + (unsigned)(rnd(&c) % 2);
+			p->kind = (int)k;
+			int rc;
+			if (k == 0) {
+				p->key = next_key++;
+				p->n = rnd(&c) % 4;
+				p->thin = rnd(&c) % 2;
+				struct blob_xattr x = { .name = "k", .value = &p->key, .len = sizeof(p->key) };
+				struct blob_create_opts o = { .num_clusters = p->n, .thin = p->thin, .xattrs = &x, .num_xattrs = 1 };
+				rc = blob_create(c.bs, &o, pop_blob_done, p);
+			} else {
+				unsigned j = (unsigned)(rnd(&c) % ncand);
+				struct blob *b = cand[j];
+				cand[j] = cand[--ncand]; /* one op per blob */
+				p->id = blob_id(b);
+				p->key = blob_key(b);
+				if (k == 1) {
+					rc = blob_delete(b, pop_done, p);
+				} else {
+					p->n = rnd(&c) % 6;
+					rc = blob_resize(b, p->n, pop_done, p);
+				}
+			}
+			if (rc) {
+				p->done = true;
+				p->status = rc;
+			}
+		}
+		for (;;) {
+			bool all = true;
+			for (unsigned i = 0; i < nops; i++)
+				all = all && ops[i].done;
+			if (all)
+				break;
+			ev_loop_run_once(h_loop, 1);
+		}
+		/* power loss (or not: then everything acknowledged must be there) */
+		blob_store_free(c.bs);
+		c.bs = NULL;
+		for (int i = 0; i < 1000 && bdev_io_outstanding(c.bd) > 0; i++)
+			h_spin(1);
+		h_spin(10);
+		double keep = (double)(rnd(&c) % 3) / 2.0;
+		assert_int_equal(bdev_fault_power_loss(c.bd, keep, rnd(&c)), 0);
+		int lrc = h_load(c.bd, &c.bs);
+		if (lrc) {
+			fprintf(stderr, "pipelined crash round %u: reload failed %d\n", r, lrc);
+			fail();
+		}
+		assert_int_equal(blob_store_check(c.bs), 0);
+		for (unsigned i = 0; i < nops; i++) {
+			struct pop *p = &ops[i];
+			unsigned found = 0;
+			struct blob *hit = NULL;
+			for (struct blob *b = blob_first(c.bs); b; b = blob_next(b))
+				if (blob_key(b) == p->key) {
+					found++;
+					hit = b;
+				}
+			bool ok;
+			bool applied;
+			if (p->kind == 0) {
+				applied = found == 1;
+				ok = found <= 1 && (!applied || (blob_num_clusters(hit) == p->n &&
+								 blob_is_thin(hit) == p->thin));
+			} else if (p->kind == 1) {
+				applied = found == 0;
+				ok = found <= 1;
+			} else {
+				applied = found == 1 && blob_num_clusters(hit) == p->n;
+				ok = found == 1;
+			}
+			if (p->status == 0 && !applied)
+				ok = false;
+			if (!ok) {
+				fprintf(stderr, "pipelined crash round %u op %u kind %d status %d: found %u\n", r, i,
+					p->kind, p->status, found);
+				fail();
+			}
+			if (p->status == 0)
+				acked++;
+			else if (applied)
+				unacked_applied++;
+			else
+				unacked_absent++;
+		}
+	}
+	c.m.free = blob_store_free_clusters(c.bs);
+	ctx_stop(&c, "pcrash");
+	printf("pipelined crash test: rounds(crash points)=%u ops_acknowledged=%lu unacknowledged_applied=%lu "
+	       "unacknowledged_absent=%lu%s\n", rounds, acked, unacked_applied, unacked_absent,
+	       env_stress() ? " (stress)" : " (CI size)");
+}
+
 static int setup(void **state)
 {
 	(void)state;
@@ -799,6 +962,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_model, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_crash, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_crash_pipelined, setup, teardown),
 	};
 	h_unused();
 	return cmocka_run_group_tests(tests, NULL, NULL);
