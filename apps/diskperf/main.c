@@ -128,7 +128,7 @@ static int usage_error(const char *fmt, const char *arg)
 /* "trtype:TCP adrfam:IPv4 traddr:1.2.3.4 trsvcid:4420 subnqn:nqn..." */
 static int parse_trid(const char *s, struct perf_opts *o)
 {
-	char *copy = strdup(s), *save = NULL, *tok;
+	char *copy = mem_strdup(s), *save = NULL, *tok;
 	bool have_type = false;
 	int rc = 0;
 
@@ -183,7 +183,7 @@ static int parse_trid(const char *s, struct perf_opts *o)
 			break;
 		}
 	}
-	free(copy);
+	mem_free(copy);
 	if (rc == 0 && (!have_type || !o->traddr[0] || !o->subnqn[0])) {
 		fprintf(stderr, "diskperf: -r needs at least trtype:TCP traddr:... subnqn:...\n");
 		rc = -EINVAL;
@@ -472,13 +472,13 @@ static int setup(struct perf *p)
 		return -ENOSPC;
 	}
 	if (p->o.nsid == 0) {
-		uint32_t *list = calloc(1, NVME_IDENTIFY_DATA_LEN);
+		uint32_t *list = mem_zalloc(NVME_IDENTIFY_DATA_LEN);
 
 		if (!list)
 			return -ENOMEM;
 		rc = nvme_ctrlr_identify(p->ctrlr, NVME_CNS_ACTIVE_NS_LIST, 0, list, 0);
 		p->o.nsid = rc == 0 && list[0] ? list[0] : 1;
-		free(list);
+		mem_free(list);
 	}
 	rc = nvme_ns_info_get(p->ctrlr, p->o.nsid, &ns, 0);
 	if (rc < 0) {
@@ -520,7 +520,7 @@ static int setup(struct perf *p)
 				q->depth, nvme_qpair_free_slots(q->qp));
 			return -EINVAL;
 		}
-		q->tasks = calloc(q->depth, sizeof(*q->tasks));
+		q->tasks = mem_zalloc(sizeof(*q->tasks) * q->depth);
 		if (!q->tasks)
 			return -ENOMEM;
 		for (uint32_t k = 0; k < q->depth; k++, next++) {
@@ -538,7 +538,7 @@ static void teardown(struct perf *p)
 {
 	nvme_ctrlr_destroy(p->ctrlr);
 	for (uint32_t i = 0; i < p->nqueues; i++)
-		free(p->queues[i].tasks);
+		mem_free(p->queues[i].tasks);
 	free(p->bufs);
 }
 
@@ -611,7 +611,7 @@ static int run(struct perf *p)
 	/* drain: completions after the end do not count */
 	{
 		uint64_t ios = p->ios, lat = p->lat_sum_ns, deadline = end + 10000000000ull;
-		uint64_t *hist = malloc(sizeof(p->hist));
+		uint64_t *hist = mem_alloc(sizeof(p->hist));
 
 		if (hist)
 			memcpy(hist, p->hist, sizeof(p->hist));
@@ -623,7 +623,7 @@ static int run(struct perf *p)
 		p->lat_sum_ns = lat;
 		if (hist) {
 			memcpy(p->hist, hist, sizeof(p->hist));
-			free(hist);
+			mem_free(hist);
 		}
 	}
 	{
@@ -663,6 +663,9 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	g_perf = &perf;
 	rc = setup(&perf);
+	if (rc == -ENOMEM)
+		fprintf(stderr, "diskperf: out of memory for %u x %u byte buffers\n", perf.o.depth,
+			perf.o.io_size);
 	if (rc == 0)
 		rc = run(&perf);
 	teardown(&perf);
