@@ -24,6 +24,7 @@ struct lvol_store {
 	unsigned nlvols;
 	struct pending_name *pending;
 	struct lvol_store *prev, *next;
+	unsigned nops;      /* lvol operations in flight */
 	bool closing;
 };
 
@@ -654,7 +655,8 @@ static void lvs_closed(void *arg, int status)
 		bdev_release(base);
 	LOG_INFO(MOD, "lvstore %s name=%s uuid=%s status=%d", c->destroy ? "destroyed" : "unloaded",
 		 lvs->name, lvs->uuid, status);
-	mem_free(lvs);
+	lvs->bs = NULL;
+	store_free(lvs);
 	lvol_done_cb cb = c->cb;
 	void *cb_arg = c->arg;
 	mem_free(c);
@@ -675,7 +677,8 @@ static void lvs_close_go(struct ev_loop *loop, struct ev_timer *timer, void *arg
 	(void)timer;
 	struct lvs_close_ctx *c = arg;
 	struct lvol_store *lvs = c->lvs;
-	if (!store_io_idle(lvs)) {
+	/* operations in flight finish first (they reference the store) */
+	if (!store_io_idle(lvs) || lvs->nops > 0) {
 		if (ev_timer_start(bdev_module_loop(), 1, 0, lvs_close_go, c, NULL) == 0)
 			return;
 	}
@@ -858,9 +861,11 @@ static struct lvol_op *op_new(struct lvol_store *lvs, const char *name)
 	if (!o)
 		return NULL;
 	o->lvs = lvs;
+	lvs->nops++;
 	if (name) {
 		snprintf(o->name, sizeof(o->name), "%s", name);
 		if (reserve_name(lvs, name) != 0) {
+			lvs->nops--;
 			mem_free(o);
 			return NULL;
 		}
@@ -874,6 +879,7 @@ static void op_end(struct lvol_op *o)
 {
 	if (o->reserved)
 		release_name(o->lvs, o->name);
+	o->lvs->nops--;
 	mem_free(o);
 }
 

@@ -492,6 +492,47 @@ static void test_ten_thousand(void **state)
 	unlink(file);
 }
 
+/* destroying / unloading a store while creates and deletes are in flight */
+static void test_close_with_ops_in_flight(void **state)
+{
+	(void)state;
+	struct bdev *bd;
+	assert_int_equal(bdev_malloc_create("M2", NULL, 256 * MiB / 512, 512, &bd), 0);
+	wait_examine();
+	for (int round = 0; round < 2; round++) {
+		struct lvol_store *lvs;
+		assert_int_equal(mk_lvs("M2", "busy", 1 * MiB, &lvs), 0);
+		struct lvol *keep;
+		assert_int_equal(mk(lvs, "keep", MiB, false, &keep), 0);
+		struct many m = {0};
+		char name[32];
+		for (unsigned i = 0; i < 20; i++) {
+			snprintf(name, sizeof(name), "v%u", i);
+			assert_int_equal(lvol_create(lvs, name, MiB, i % 2, LVOL_CLEAR_DEFAULT, many_cb, &m), 0);
+			m.inflight++;
+		}
+		struct w dx = {0};
+		assert_int_equal(lvol_delete(keep, done_cb, &dx), 0);
+		struct w x = {0};
+		if (round == 0)
+			assert_int_equal(lvol_store_destroy(lvs, done_cb, &x), 0);
+		else
+			assert_int_equal(lvol_store_unload(lvs, done_cb, &x), 0);
+		assert_int_equal(mk(lvs, "late", MiB, false, NULL), -ENODEV);
+		run(&x);
+		assert_int_equal(x.status, 0);
+		assert_true(dx.done);
+		assert_int_equal(m.inflight, 0);
+		assert_null(lvol_store_find_by_name("busy"));
+		assert_int_equal(bdev_claim_type(bd), BDEV_CLAIM_NONE);
+		assert_null(bdev_find("busy/v3"));
+		if (round == 1) {
+			/* the unloaded store comes back with the lvols created before */
+			assert_int_equal(bdev_malloc_delete("M2"), 0);
+		}
+	}
+}
+
 /* allocation failures at every point of store/lvol operations */
 static void test_alloc_failures(void **state)
 {
@@ -537,6 +578,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_restart_clean, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_restart_killed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ten_thousand, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_close_with_ops_in_flight, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_alloc_failures, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
