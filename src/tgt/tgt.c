@@ -112,6 +112,7 @@ void tgt_destroy(struct tgt *t)
 
 	if (!t)
 		return;
+	tgt_bdev_waits_cancel(t);
 	/* Namespaces first (they hold claims on lvol bdevs). */
 	nvmf_tgt_destroy(t->nvmf);
 	t->nvmf = NULL;

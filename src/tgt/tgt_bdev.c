@@ -547,11 +547,38 @@ static const struct rpc_param get_bdevs_spec[] = {
 
 /* A bdev_get_bdevs waiting (timeout_ms) for its bdev to appear. */
 struct get_bdevs_wait {
+	struct get_bdevs_wait *next;
 	struct tgt *t;
 	struct rpc_request *req;
+	struct ev_timer *timer;
 	char *name;
 	uint64_t deadline_ms;
 };
+
+static void wait_unlink(struct get_bdevs_wait *w)
+{
+	struct get_bdevs_wait **pp;
+
+	for (pp = &w->t->waits; *pp; pp = &(*pp)->next) {
+		if (*pp == w) {
+			*pp = w->next;
+			break;
+		}
+	}
+}
+
+void tgt_bdev_waits_cancel(struct tgt *t)
+{
+	struct get_bdevs_wait *w;
+
+	while ((w = t->waits)) {
+		t->waits = w->next;
+		ev_timer_stop(t->loop, w->timer);
+		rpc_request_errno(w->req, -ENODEV);
+		mem_free(w->name);
+		mem_free(w);
+	}
+}
 
 static void reply_one_bdev(struct tgt *t, struct rpc_request *req, struct bdev *bdev)
 {
@@ -571,6 +598,7 @@ static void get_bdevs_poll(struct ev_loop *loop, struct ev_timer *timer, void *a
 	if (!bdev && clock_mono_ms() < w->deadline_ms)
 		return;
 	ev_timer_stop(loop, timer);
+	wait_unlink(w);
 	if (bdev)
 		reply_one_bdev(w->t, w->req, bdev);
 	else
@@ -596,16 +624,20 @@ static void m_bdev_get_bdevs(struct rpc_request *req, json_t *params, void *ctx)
 		} else if (p.timeout_ms > 0) {
 			struct get_bdevs_wait *w = mem_zalloc(sizeof(*w));
 
+			if (w) {
+				w->t = t;
+				w->req = req;
+				w->deadline_ms = clock_mono_ms() + p.timeout_ms;
+			}
 			if (!w || !(w->name = mem_strdup(p.name)) ||
-			    ev_timer_start(t->loop, 5, 5, get_bdevs_poll, w, NULL)) {
+			    ev_timer_start(t->loop, 5, 5, get_bdevs_poll, w, &w->timer)) {
 				if (w)
 					mem_free(w->name);
 				mem_free(w);
 				rpc_request_errno(req, -ENOMEM);
 			} else {
-				w->t = t;
-				w->req = req;
-				w->deadline_ms = clock_mono_ms() + p.timeout_ms;
+				w->next = t->waits;
+				t->waits = w;
 			}
 		} else {
 			rpc_request_errno(req, -ENODEV);

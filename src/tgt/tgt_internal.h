@@ -57,10 +57,14 @@ struct tgt {
 	json_t *io_types_lvol, *io_types_lvol_ro, *io_types_malloc, *io_types_aio, *io_types_other;
 	json_t *empty_object;
 	/* The same pieces pre-encoded (compact JSON text), for the fast writers. */
+	struct get_bdevs_wait *waits; /* bdev_get_bdevs calls waiting (timeout_ms) */
 	struct json_buf list_buf; /* reused by the big listings (capacity kept) */
 	char *rate_limits_s;
 	char *io_types_lvol_s, *io_types_lvol_ro_s, *io_types_malloc_s, *io_types_aio_s, *io_types_other_s;
 };
+
+/* Completes (with -ENODEV) and frees every waiting bdev_get_bdevs. */
+void tgt_bdev_waits_cancel(struct tgt *t);
 
 /* Registration of each file's methods. */
 int tgt_bdev_register(struct tgt *t);

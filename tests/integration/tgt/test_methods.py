@@ -445,3 +445,24 @@ def test_start_with_an_spdk_saved_config(workdir):
         assert call_ok(c, "bdev_get_bdevs", {"name": "Malloc0"})[0]["uuid"] == "aa5b8f6e-b67a-4506-b606-7fff5a859920"
     finally:
         t.stop()
+
+
+def test_delete_lvstore_with_exported_lvols(target, workdir):
+    c, _, uuid = setup_store(target, workdir)
+    nvmf_setup(c)
+    for i in range(3):
+        call_ok(c, "bdev_lvol_create", {"lvol_name": "v%d" % i, "size_in_mib": 4, "lvs_name": "lvs0"})
+        call_ok(c, "nvmf_subsystem_add_ns", {"nqn": NQN, "namespace": {"bdev_name": "lvs0/v%d" % i}})
+    assert len(call_ok(c, "nvmf_get_subsystems", {"nqn": NQN})[0]["namespaces"]) == 3
+    assert call_ok(c, "bdev_lvol_delete_lvstore", {"uuid": uuid}) is True
+    assert call_ok(c, "nvmf_get_subsystems", {"nqn": NQN})[0]["namespaces"] == []
+    base = call_ok(c, "bdev_get_bdevs", {"name": "Aio_lvs0"})[0]
+    assert base["claimed"] is False and "claim_type" not in base
+    assert [b["name"] for b in call_ok(c, "bdev_get_bdevs")] == ["Aio_lvs0"]
+
+
+def test_shutdown_while_get_bdevs_waits(target):
+    c = target.client()
+    c.send_raw('{"jsonrpc":"2.0","id":1,"method":"bdev_get_bdevs","params":{"name":"Late","timeout_ms":600000}}')
+    call_ok(target.client(), "spdk_get_version")   # the wait is registered by now
+    assert target.stop() == 0                       # clean exit, nothing leaked (ASan)
