@@ -1004,8 +1004,9 @@ int nvme_ns_deallocate(struct nvme_ctrlr *ctrlr, uint32_t nsid, uint64_t offset,
 
 /* ------------------------------------------------ asynchronous qpairs */
 
-/* Completion callback: status is the NVMe status (0 = success) or, for a
- * transport failure, NVME_QPAIR_STATUS_ABORTED (the qpair is dead). */
+/* Completion callback: status is the NVMe status field without the phase
+ * bit (0 = success; CQE status with SCT 0/SC 0 is always reported as 0) or,
+ * for a transport failure, NVME_QPAIR_STATUS_ABORTED (the qpair is dead). */
 #define NVME_QPAIR_STATUS_ABORTED 0xFFFFu
 typedef void (*nvme_cmd_cb)(void *arg, uint16_t status, const struct nvme_cqe *cqe);
 

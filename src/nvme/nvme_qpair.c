@@ -524,7 +524,7 @@ int nvme_qpair_read(struct nvme_qpair *qp, uint32_t nsid, uint64_t lba, uint32_t
 {
 	uint32_t bs = qp->ctrlr ? nvme_ctrlr_ns_block_size(qp->ctrlr, nsid) : 512;
 
-	if (bs == 0)
+	if (bs == 0 || (uint64_t)nblocks * bs > UINT32_MAX)
 		return -EINVAL;
 	return submit_rw(qp, NVME_OPC_READ, nsid, lba, nblocks, buf, nblocks * bs, cb, arg);
 }
@@ -534,7 +534,7 @@ int nvme_qpair_write(struct nvme_qpair *qp, uint32_t nsid, uint64_t lba, uint32_
 {
 	uint32_t bs = qp->ctrlr ? nvme_ctrlr_ns_block_size(qp->ctrlr, nsid) : 512;
 
-	if (bs == 0)
+	if (bs == 0 || (uint64_t)nblocks * bs > UINT32_MAX)
 		return -EINVAL;
 	return submit_rw(qp, NVME_OPC_WRITE, nsid, lba, nblocks, (void *)buf, nblocks * bs, cb, arg);
 }
@@ -565,8 +565,9 @@ static void complete_slot(struct nvme_qpair *qp, uint16_t slot, const struct nvm
 	qp->free_stack[qp->nfree++] = slot;
 	qp->outstanding--;
 	qp->completions++;
+	/* success (SCT 0 / SC 0) is reported as 0 even if M/DNR/CRD bits are set */
 	if (c->cb)
-		c->cb(c->arg, cqe->status & 0xFFFEu, cqe);
+		c->cb(c->arg, NVME_STATUS_IS_OK(cqe->status) ? 0 : (uint16_t)(cqe->status & 0xFFFEu), cqe);
 }
 
 static int protocol_error(struct nvme_qpair *qp, const char *what)

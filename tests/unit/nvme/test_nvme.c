@@ -849,6 +849,46 @@ static void test_raw_digests(void **state)
 	}
 }
 
+static uint16_t last_status;
+
+static void status_cb(void *arg, uint16_t status, const struct nvme_cqe *cqe)
+{
+	last_status = status;
+	(*(int *)arg)++;
+}
+
+static void test_raw_status_bits(void **state)
+{
+	const uint16_t sent[] = { NVME_STATUS_DNR, NVME_STATUS_MORE | 1u /* phase */,
+				  NVME_STATUS_MAKE(0, NVME_SC_INVALID_FIELD, 1) | 1u };
+	const uint16_t want[] = { 0, 0, NVME_STATUS_MAKE(0, NVME_SC_INVALID_FIELD, 1) };
+
+	for (size_t i = 0; i < COMMON_ARRAY_SIZE(sent); i++) {
+		struct nvme_qpair *qp;
+		struct nvme_tcp_capsule_cmd cap;
+		struct nvme_tcp_capsule_resp r;
+		int peer, done = 0;
+
+		make_pair(&qp, &peer);
+		assert_int_equal(nvme_qpair_flush_cmd(qp, 1, status_cb, &done), 0);
+		assert_int_equal(nvme_qpair_flush(qp), 0);
+		read_capsule(peer, &cap);
+		assert_int_equal(cap.sqe.opc, NVME_OPC_FLUSH);
+		memset(&r, 0, sizeof(r));
+		r.ch.pdu_type = NVME_TCP_PDU_CAPSULE_RESP;
+		r.ch.hlen = 24;
+		r.ch.plen = 24;
+		r.cqe.cid = cap.sqe.cid;
+		r.cqe.status = sent[i];
+		assert_int_equal(send(peer, &r, sizeof(r), 0), (ssize_t)sizeof(r));
+		while (done == 0)
+			assert_true(nvme_qpair_poll(qp, 1000) >= 0);
+		assert_int_equal(last_status, want[i]);
+		nvme_qpair_destroy(qp);
+		close(peer);
+	}
+}
+
 static void test_raw_peer_close(void **state)
 {
 	struct nvme_qpair *qp;
@@ -918,6 +958,7 @@ int main(void)
 		cmocka_unit_test(test_raw_errors),
 		cmocka_unit_test(test_raw_r2t_rules),
 		cmocka_unit_test(test_raw_digests),
+		cmocka_unit_test(test_raw_status_bits),
 		cmocka_unit_test(test_raw_peer_close),
 		cmocka_unit_test(test_alloc_faults),
 	};
