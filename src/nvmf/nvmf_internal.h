@@ -208,6 +208,7 @@ struct nvmf_conn {
 	/* send queue */
 	struct nvmf_send *sq_head, *sq_tail;
 	size_t sq_off;            /* bytes of sq_head already written */
+	unsigned sq_unflushed;    /* elements queued since the last flush */
 	struct nvmf_send ctl_send; /* ICResp / C2HTermReq */
 	uint8_t ctl_pdu[160];
 };

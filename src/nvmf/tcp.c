@@ -22,6 +22,12 @@
 
 #define NVMF_SEND_IOV_MAX 128
 #define NVMF_READS_PER_EVENT 8
+/* Responses are written at the end of the loop round, or as soon as this
+ * many are queued on an I/O queue (the host can then start on the first ones
+ * while the target still works on the rest of a big batch). Smaller values
+ * measured worse on the shared 2-core machine (more wakeups per I/O);
+ * $DISKENGINE_NVMF_FLUSH_BATCH overrides it for experiments. */
+static unsigned flush_batch = 64;
 
 static const uint8_t zero_pad[128];
 
@@ -138,6 +144,9 @@ int nvmf_conn_create(struct nvmf_tgt *tgt, int fd, const struct nvmf_listen_addr
 	if (peer)
 		conn->peer = *peer;
 	conn->rx = NVMF_RX_CH;
+	const char *fb = getenv("DISKENGINE_NVMF_FLUSH_BATCH");
+	if (fb && atoi(fb) > 0)
+		flush_batch = (unsigned)atoi(fb);
 	rc = ev_fd_add(tgt->loop, fd, EPOLLIN, conn_event, conn);
 	if (rc)
 		goto fail;
@@ -223,6 +232,7 @@ static void conn_flush(struct nvmf_conn *conn)
 {
 	struct iovec iov[NVMF_SEND_IOV_MAX];
 
+	conn->sq_unflushed = 0;
 	while (conn->sq_head && !conn->closed) {
 		int n = 0;
 		size_t skip = conn->sq_off;
@@ -421,7 +431,12 @@ void nvmf_req_complete(struct nvmf_req *req)
 	req->state = NVMF_REQ_SENDING;
 	s->release = true;
 	send_queue(conn, s);
-	conn_schedule_flush(conn);
+	/* (I/O queues only: on the admin queue a failed send could destroy the
+	 * controller under a caller that still uses it) */
+	if (++conn->sq_unflushed >= flush_batch && conn->qid)
+		conn_flush(conn);
+	else
+		conn_schedule_flush(conn);
 }
 
 static void send_r2t(struct nvmf_req *req)
