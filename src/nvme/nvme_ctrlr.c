@@ -415,6 +415,11 @@ static int connect_io_queues(struct nvme_ctrlr *ctrlr, uint32_t want)
 			 ctrlr->io_granted);
 		want = ctrlr->io_granted;
 	}
+	/* a previous on-demand attempt may have failed before any queue connected */
+	for (uint32_t i = 0; i < ctrlr->nio; i++)
+		nvme_qpair_destroy(ctrlr->io[i]);
+	ctrlr->nio = 0;
+	mem_free(ctrlr->io);
 	ctrlr->io = mem_zalloc(sizeof(*ctrlr->io) * want);
 	if (!ctrlr->io)
 		return -ENOMEM;

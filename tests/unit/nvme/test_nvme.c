@@ -437,6 +437,25 @@ static void test_wz_16bit_nlb(void **state)
 
 /* ------------------------------------------------------------ failures */
 
+static void test_io_queue_connect_retry(void **state)
+{
+	struct nvme_connect_opts o = base_opts();
+	struct nvme_ctrlr *c;
+	uint8_t buf[512];
+
+	/* no I/O queue at connect: the first I/O connects one on demand; when
+	 * that fails the next call tries again (and nothing leaks) */
+	c = connect_ok(&o);
+	assert_int_equal(nvme_ctrlr_num_qpairs(c), 0);
+	tgt.mode = FAKE_REJECT_CONNECT;
+	assert_int_equal(nvme_ns_read(c, 1, 0, buf, sizeof(buf), 0), -EIO);
+	assert_int_equal(nvme_ns_read(c, 1, 0, buf, sizeof(buf), 0), -EIO);
+	tgt.mode = FAKE_NORMAL;
+	assert_int_equal(nvme_ns_read(c, 1, 0, buf, sizeof(buf), 0), 0);
+	assert_int_equal(nvme_ctrlr_num_qpairs(c), 1);
+	nvme_ctrlr_destroy(c);
+}
+
 static void test_server_closes_mid_io(void **state)
 {
 	struct nvme_connect_opts o = base_opts();
@@ -949,6 +968,7 @@ int main(void)
 		cmocka_unit_test(test_write_zeroes_split),
 		cmocka_unit_test(test_wz_fallback),
 		cmocka_unit_test(test_wz_16bit_nlb),
+		cmocka_unit_test(test_io_queue_connect_retry),
 		cmocka_unit_test(test_server_closes_mid_io),
 		cmocka_unit_test(test_timeout),
 		cmocka_unit_test(test_protocol_errors),
