@@ -78,3 +78,18 @@ def test_target_killed_during_run(tmpdir_short):
         assert err.startswith("diskperf: ") and "lost" in err, err
     finally:
         proc.stop()
+
+
+@pytest.mark.skipif(not __import__("os").environ.get("DISKENGINE_STRESS"),
+                    reason="long run: set DISKENGINE_STRESS=1")
+def test_stress_long_mixed_run(nvmf_tgt):
+    """60 s of 4 queues x 32 mixed random I/O, then a pattern round trip on
+    the same namespace still works (no corruption of the target's state)."""
+    from conftest import nvmeio
+    nqn = nvmf_tgt.subsystem(size_mib=64)
+    tr = nvmf_tgt.trid(nqn)
+    r = diskperf(tr, q=128, o=4096, w="randrw", t=60, M=50, c=4, timeout=180)
+    assert r.returncode == 0, r.stderr
+    assert parse_total(r.stdout)["iops"] > 0
+    r = nvmeio(tr, "write", 0, 8 << 20, 9, "verify", 0, 8 << 20, 9)
+    assert r.returncode == 0, r.stderr
