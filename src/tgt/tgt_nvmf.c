@@ -797,9 +797,18 @@ static void m_get_listeners(struct rpc_request *req, json_t *params, void *ctx)
 
 struct foreach_ctx {
 	json_t *arr;
-	const char *subnqn;
+	json_t *hostnqns; /* cntlid (decimal string) -> hostnqn, for the qpairs */
 	int rc;
 };
+
+static void ctrlr_hostnqn_cb(const struct nvmf_ctrlr_info *c, void *arg)
+{
+	struct foreach_ctx *f = arg;
+	char key[16];
+
+	snprintf(key, sizeof(key), "%u", (unsigned)c->cntlid);
+	f->rc |= json_object_set_new(f->hostnqns, key, json_string(c->hostnqn));
+}
 
 static void ctrlr_cb(const struct nvmf_ctrlr_info *c, void *arg)
 {
@@ -817,11 +826,17 @@ static void qpair_cb(const struct nvmf_qpair_info *q, void *arg)
 	const char *state = (q->state && !strcmp(q->state, "active")) ? "enabled" :
 			    q->state ? q->state : "unknown";
 
+	char key[16];
+	const char *hostnqn;
+
 	if (!strcmp(state, "deleting"))
 		state = "deactivating";
-	f->rc |= json_array_append_new(f->arr, json_pack("{s:i,s:i,s:s,s:s,s:o,s:o}",
+	snprintf(key, sizeof(key), "%u", (unsigned)q->cntlid);
+	hostnqn = json_string_value(json_object_get(f->hostnqns, key));
+	f->rc |= json_array_append_new(f->arr, json_pack("{s:i,s:i,s:s,s:s,s:s,s:o,s:o}",
 							 "cntlid", (int)q->cntlid, "qid", (int)q->qid,
 							 "state", state, "thread", "nvmf_tgt_poll_group_000",
+							 "hostnqn", hostnqn ? hostnqn : "",
 							 "listen_address", addr_json(&q->listen_addr),
 							 "peer_address", addr_json(&q->peer_addr)));
 }
@@ -848,14 +863,18 @@ static void m_get_controllers(struct rpc_request *req, json_t *params, void *ctx
 static void m_get_qpairs(struct rpc_request *req, json_t *params, void *ctx)
 {
 	struct nvmf_subsystem *s = query_subsys(ctx, req, params);
-	struct foreach_ctx f = { json_array(), NULL, 0 };
+	struct foreach_ctx f = { json_array(), json_object(), 0 };
 
 	if (!s) {
 		json_decref(f.arr);
+		json_decref(f.hostnqns);
 		return;
 	}
-	if (f.arr)
+	if (f.arr && f.hostnqns) {
+		nvmf_subsystem_ctrlr_foreach(s, ctrlr_hostnqn_cb, &f);
 		nvmf_subsystem_qpair_foreach(s, qpair_cb, &f);
+	}
+	json_decref(f.hostnqns);
 	if (!f.arr || f.rc) {
 		json_decref(f.arr);
 		rpc_request_errno(req, -ENOMEM);
@@ -863,9 +882,6 @@ static void m_get_qpairs(struct rpc_request *req, json_t *params, void *ctx)
 	}
 	rpc_request_reply(req, f.arr);
 }
-
-/* qpairs in the stats: hostnqn is in the qpair list too in SPDK; we keep
- * the fields above (cntlid, qid, state, thread, listen/peer address). */
 
 static void m_get_stats(struct rpc_request *req, json_t *params, void *ctx)
 {

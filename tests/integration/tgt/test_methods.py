@@ -189,7 +189,14 @@ def test_iostat_names(target, workdir):
     assert b["bytes_written"] - b0["bytes_written"] == 8192
     assert b["num_write_ops"] - b0["num_write_ops"] == 1
     assert b["bytes_read"] - b0["bytes_read"] == 4096 and b["num_read_ops"] - b0["num_read_ops"] == 1
-    assert list(b)[:5] == ["name", "bytes_read", "num_read_ops", "bytes_written", "num_write_ops"]
+    assert list(b) == ["name", "bytes_read", "num_read_ops", "bytes_written", "num_write_ops",
+                       "bytes_unmapped", "num_unmap_ops", "bytes_copied", "num_copy_ops",
+                       "read_latency_ticks", "max_read_latency_ticks", "min_read_latency_ticks",
+                       "write_latency_ticks", "max_write_latency_ticks", "min_write_latency_ticks",
+                       "unmap_latency_ticks", "max_unmap_latency_ticks", "min_unmap_latency_ticks",
+                       "copy_latency_ticks", "max_copy_latency_ticks", "min_copy_latency_ticks",
+                       "io_error"]
+    assert b["io_error"] == {}
     everything = call_ok(c, "bdev_get_iostat")
     assert [x["name"] for x in everything["bdevs"]] == ["M0", "M1"]
     assert call_err(c, "bdev_get_iostat", {"names": ["nope"]}) == (-19, "No such device")
@@ -466,3 +473,61 @@ def test_shutdown_while_get_bdevs_waits(target):
     c.send_raw('{"jsonrpc":"2.0","id":1,"method":"bdev_get_bdevs","params":{"name":"Late","timeout_ms":600000}}')
     call_ok(target.client(), "spdk_get_version")   # the wait is registered by now
     assert target.stop() == 0                       # clean exit, nothing leaked (ASan)
+
+
+def diskperf_binary():
+    import pytest
+    import helpers
+    try:
+        return helpers.binary("diskperf")
+    except FileNotFoundError:
+        pytest.skip("diskperf not built")
+
+
+def test_controllers_qpairs_and_stats_with_a_connected_host(target, workdir):
+    """A real NVMe/TCP host (diskperf) connected while we look: SPDK's shapes
+    of nvmf_subsystem_get_controllers / get_qpairs and the stats counters."""
+    import socket
+    import subprocess
+    import helpers
+    perf = diskperf_binary()
+    c = target.client()
+    call_ok(c, "bdev_malloc_create", {"num_blocks": 8192, "block_size": 512, "name": "M"})
+    nvmf_setup(c)
+    call_ok(c, "nvmf_subsystem_add_host", {"nqn": NQN, "host": HOST})
+    call_ok(c, "nvmf_subsystem_add_ns", {"nqn": NQN, "namespace": {"bdev_name": "M"}})
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = str(s.getsockname()[1])
+    s.close()
+    call_ok(c, "nvmf_subsystem_add_listener", {"nqn": NQN, "listen_address": {
+        "trtype": "tcp", "adrfam": "ipv4", "traddr": "127.0.0.1", "trsvcid": port}})
+    p = subprocess.Popen([perf, "-r", "trtype:TCP adrfam:IPv4 traddr:127.0.0.1 trsvcid:%s subnqn:%s hostnqn:%s"
+                          % (port, NQN, HOST), "-q", "4", "-o", "4096", "-w", "randread", "-t", "3", "-c", "2"],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        helpers.wait_for(lambda: len(call_ok(c, "nvmf_subsystem_get_qpairs", {"nqn": NQN})) >= 3, 10,
+                         what="admin + 2 I/O qpairs")
+        ctrls = call_ok(c, "nvmf_subsystem_get_controllers", {"nqn": NQN})
+        assert len(ctrls) == 1
+        ct = ctrls[0]
+        assert list(ct) == ["cntlid", "cntrltype", "hostnqn", "hostid", "num_io_qpairs"]
+        assert ct["hostnqn"] == HOST and ct["cntrltype"] == "io" and ct["num_io_qpairs"] == 2
+        qps = call_ok(c, "nvmf_subsystem_get_qpairs", {"nqn": NQN})
+        assert sorted(q["qid"] for q in qps) == [0, 1, 2]
+        for q in qps:
+            assert list(q) == ["cntlid", "qid", "state", "thread", "hostnqn", "listen_address", "peer_address"]
+            assert q["cntlid"] == ct["cntlid"] and q["state"] == "enabled" and q["hostnqn"] == HOST
+            assert q["listen_address"] == {"trtype": "TCP", "adrfam": "IPv4", "traddr": "127.0.0.1",
+                                           "trsvcid": port}
+            assert q["peer_address"]["traddr"] == "127.0.0.1"
+        pg = call_ok(c, "nvmf_get_stats")["poll_groups"][0]
+        assert pg["current_admin_qpairs"] == 1 and pg["current_io_qpairs"] == 2
+    finally:
+        out = p.communicate(timeout=30)[0].decode(errors="replace")
+    assert p.returncode == 0, out
+    assert "Total:" in out
+    st = call_ok(c, "nvmf_get_stats")["poll_groups"][0]
+    assert st["admin_qpairs"] >= 1 and st["io_qpairs"] >= 2 and st["completed_nvme_io"] > 0
+    io = call_ok(c, "bdev_get_iostat", {"names": ["M"]})["bdevs"][0]
+    assert io["num_read_ops"] > 0
