@@ -98,9 +98,12 @@ struct nvmf_tgt {
 	bool spin_scheduled;
 	unsigned n_reap; /* closed connections whose deferred free could not be queued */
 	uint64_t busy_poll_us; /* NVMF_BUSY_POLL_US, or $DISKENGINE_NVMF_BUSY_POLL_US (0 = off) */
+	struct ev_timer *housekeeping; /* closes connections that never complete Connect */
+	uint64_t connect_timeout_ms;   /* NVMF_CONNECT_TIMEOUT_MS or $DISKENGINE_NVMF_CONNECT_TIMEOUT_MS */
 };
 
 #define NVMF_BUSY_POLL_US 500
+#define NVMF_CONNECT_TIMEOUT_MS 10000 /* ICReq + Connect must happen within this */
 
 /* ------------------------------------------------- NVMe/TCP connection */
 
@@ -162,6 +165,7 @@ struct nvmf_conn {
 	struct nvmf_conn *next, *prev; /* tgt->conns */
 	int fd;
 	struct nvmf_listen_addr local, peer;
+	uint64_t created_ms;
 	bool ic_done;
 	bool hdgst, ddgst;
 	uint8_t hpda;

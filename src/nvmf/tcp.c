@@ -120,6 +120,7 @@ int nvmf_conn_create(struct nvmf_tgt *tgt, int fd, const struct nvmf_listen_addr
 		goto fail;
 	conn->tgt = tgt;
 	conn->fd = fd;
+	conn->created_ms = clock_mono_ms();
 	o = conn_opts(conn);
 	conn->nreqs = COMMON_MAX(o->max_queue_depth, o->max_aq_depth);
 	conn->reqs = mem_zalloc(sizeof(*conn->reqs) * conn->nreqs);

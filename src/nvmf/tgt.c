@@ -31,6 +31,10 @@ int nvmf_tgt_create(struct ev_loop *loop, struct nvmf_tgt **out)
 	const char *bp = getenv("DISKENGINE_NVMF_BUSY_POLL_US");
 	if (bp && *bp)
 		tgt->busy_poll_us = strtoull(bp, NULL, 10);
+	tgt->connect_timeout_ms = NVMF_CONNECT_TIMEOUT_MS;
+	const char *ct = getenv("DISKENGINE_NVMF_CONNECT_TIMEOUT_MS");
+	if (ct && strtoull(ct, NULL, 10) > 0)
+		tgt->connect_timeout_ms = strtoull(ct, NULL, 10);
 	tgt->stats.tick_rate = 1000000000ull;
 	tgt->disc_genctr = 1;
 	struct nvmf_subsystem_opts o = { .allow_any_host = true, .max_namespaces = 0 };
@@ -53,6 +57,8 @@ void nvmf_tgt_destroy(struct nvmf_tgt *tgt)
 	if (!tgt)
 		return;
 	tgt->destroying = true;
+	ev_timer_stop(tgt->loop, tgt->housekeeping);
+	tgt->housekeeping = NULL;
 	/* Subsystems first: their controllers and connections go with them. */
 	while (tgt->subsystems) {
 		struct nvmf_subsystem *s = tgt->subsystems;
@@ -388,6 +394,23 @@ static void sockaddr_to_addr(const struct sockaddr_storage *ss, struct nvmf_list
 	}
 }
 
+/* Once a second while connections exist: drop those that never got to a
+ * completed Connect (a half-open socket must not hold memory forever). */
+static void tgt_housekeeping(struct ev_loop *loop, struct ev_timer *t, void *arg)
+{
+	struct nvmf_tgt *tgt = arg;
+	uint64_t now = clock_mono_ms();
+
+	if (!tgt->conns) {
+		ev_timer_stop(loop, t);
+		tgt->housekeeping = NULL;
+		return;
+	}
+	for (struct nvmf_conn *c = tgt->conns; c; c = c->next)
+		if (!c->closed && !c->connected && now - c->created_ms > tgt->connect_timeout_ms)
+			nvmf_conn_close(c, "no Connect in time");
+}
+
 static void port_accept(struct ev_loop *loop, int fd, uint32_t events, void *arg)
 {
 	struct nvmf_port *port = arg;
@@ -411,6 +434,9 @@ static void port_accept(struct ev_loop *loop, int fd, uint32_t events, void *arg
 		struct nvmf_conn *conn;
 		if (nvmf_conn_create(port->tgt, cfd, &port->addr, &peer, &conn) != 0)
 			LOG_WARN(NVMF_LOG, "connection refused (out of memory) peer=%s:%s", peer.traddr, peer.trsvcid);
+		else if (!port->tgt->housekeeping)
+			ev_timer_start(loop, COMMON_MIN(1000, port->tgt->connect_timeout_ms),
+				       COMMON_MIN(1000, port->tgt->connect_timeout_ms), tgt_housekeeping, port->tgt, &port->tgt->housekeeping);
 	}
 }
 

@@ -1180,6 +1180,40 @@ static void test_sqflow_disabled_and_hpda(void **state)
 	assert_int_equal(nvmf_subsystem_destroy(s), 0);
 }
 
+struct idle_args {
+	int closed_idle, closed_half, open_connected;
+};
+
+static void host_idle(void *arg)
+{
+	struct idle_args *a = arg;
+	struct mh idle, half, good;
+
+	/* no ICReq at all; ICReq but no Connect; a connected one stays */
+	if (mh_open(&idle, port) || mh_open(&half, port) || mh_icreq(&half, false, false))
+		return;
+	if (mh_admin_up(&good, port, SUBNQN, HOSTNQN, 0, NULL))
+		return;
+	a->closed_idle = mh_wait_closed(&idle, 3000);
+	a->closed_half = mh_wait_closed(&half, 3000);
+	a->open_connected = !mh_wait_closed(&good, 100);
+	mh_close(&idle);
+	mh_close(&half);
+	mh_close(&good);
+}
+
+static void test_connect_timeout(void **state)
+{
+	struct nvmf_subsystem *s = make_subsys(SUBNQN, true, "Malloc0");
+	struct idle_args a = { 0 };
+
+	run_host(host_idle, &a); /* DISKENGINE_NVMF_CONNECT_TIMEOUT_MS=300 (main) */
+	assert_int_equal(a.closed_idle, 1);
+	assert_int_equal(a.closed_half, 1);
+	assert_true(a.open_connected);
+	assert_int_equal(nvmf_subsystem_destroy(s), 0);
+}
+
 /* ------------------------------------------------ status codes, digests */
 
 struct edge_args {
@@ -1470,8 +1504,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_allocation_faults, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_resize_event_and_fua, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sqflow_disabled_and_hpda, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_connect_timeout, setup, teardown),
 	};
 	log_level_set(LOG_LEVEL_WARN);
+	setenv("DISKENGINE_NVMF_CONNECT_TIMEOUT_MS", "300", 1);
 	if (getenv("NVMF_TEST_FILTER"))
 		cmocka_set_test_filter(getenv("NVMF_TEST_FILTER"));
 	return cmocka_run_group_tests(tests, NULL, NULL);
