@@ -134,7 +134,8 @@ int bs_md_page_decode(const uint8_t *page, struct bs_md_hdr *hdr)
 {
 	if (get32(page) != BS_MD_MAGIC)
 		return -EILSEQ;
-	if (get32(page + 4) != crc32c(0, page + 8, BLOB_PAGE_SIZE - 8))
+	uint32_t plen = get32(page + 32);
+	if (plen > BS_MD_PAYLOAD || get32(page + 4) != crc32c(0, page + 8, BS_MD_HDR - 8 + plen))
 		return -EILSEQ;
 	hdr->tag = get64(page + 40);
 	hdr->id = get64(page + 8);
@@ -243,7 +244,7 @@ int bs_md_encode(const struct bs_md_state *st, uint64_t tag, uint64_t id, uint64
 		put32(pg + 28, npages);
 		put32(pg + 32, (uint32_t)n);
 		memcpy(pg + BS_MD_HDR, stream + off, n);
-		put32(pg + 4, crc32c(0, pg + 8, BLOB_PAGE_SIZE - 8));
+		put32(pg + 4, crc32c(0, pg + 8, BS_MD_HDR - 8 + n));
 	}
 	mem_free(stream);
 	*pages_out = pages;

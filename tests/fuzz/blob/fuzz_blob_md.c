@@ -58,6 +58,15 @@ static void run(struct w *x)
 
 static void put32(uint8_t *p, uint32_t v) { for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i)); }
 
+/* the page checksum covers the header after it and the payload */
+static size_t page_crc_len(const uint8_t *pg)
+{
+	uint32_t plen = (uint32_t)(pg[32] | pg[33] << 8 | pg[34] << 16 | (uint32_t)pg[35] << 24);
+	if (plen > PAGE - 48)
+		plen = PAGE - 48;
+	return 40 + plen;
+}
+
 static void setup_once(void)
 {
 	if (loop)
@@ -123,7 +132,7 @@ static void fuzz_store(const uint8_t *data, size_t size)
 		size -= n;
 		put32(pg, 0x4d424544u);
 		memcpy(pg + 40, tag, 8);
-		put32(pg + 4, crc32c(0, pg + 8, PAGE - 8));
+		put32(pg + 4, crc32c(0, pg + 8, page_crc_len(pg)));
 	}
 	if (bdev_write(bd, img, 0, image_len, done_cb, &wr))
 		abort();
@@ -161,7 +170,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		(void)blob_md_page_check(page, PAGE);
 		/* with a valid checksum too, so the stream parser is reached */
 		put32(page, 0x4d424544u);
-		put32(page + 4, crc32c(0, page + 8, PAGE - 8));
+		put32(page + 4, crc32c(0, page + 8, page_crc_len(page)));
 		(void)blob_md_page_check(page, PAGE);
 	} else if (mode == 1) {
 		(void)blob_md_stream_check(data, size);
