@@ -581,7 +581,7 @@ static int run(struct perf *p)
 			fprintf(stderr, "diskperf: connection lost: %s\n", common_strerror(rc));
 			return rc;
 		}
-		if (p->errors && p->ios == 0 && total_inflight(p) == 0)
+		if (p->errors && total_inflight(p) == 0) /* every I/O failed */
 			break;
 		t = now_ns();
 		if (t >= next_report) {
