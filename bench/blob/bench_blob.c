@@ -238,6 +238,55 @@ int main(int argc, char **argv)
 		drain(&cp, 1);
 	}
 
+	/* data path: 4 KiB random I/O at QD32 on a thick lvol vs the base bdev itself */
+	{
+		struct pipe_state cp = {0};
+		const uint64_t vsize = 64 * cluster;
+		if (lvol_create(lvs, "data", vsize, false, LVOL_CLEAR_DEFAULT, lvol_done, &cp) != 0)
+			return 1;
+		cp.inflight++;
+		drain(&cp, 1);
+		struct lvol *dl = lvol_find("bench/data");
+		if (!dl)
+			return 1;
+		uint8_t *bufs = NULL;
+		if (posix_memalign((void **)&bufs, 4096, 32 * 4096) != 0)
+			return 1;
+		memset(bufs, 0x33, 32 * 4096);
+		const unsigned nio = 50000;
+		for (int target = 0; target < 2; target++) {
+			struct bdev *tb = target == 0 ? lvol_bdev(dl) : bd;
+			/* base bdev: the (unallocated) last clusters of the file, never the metadata */
+			uint64_t base_off = target == 0 ? 0 : bytes - vsize;
+			for (int wr = 1; wr >= 0; wr--) {
+				memset(&cp, 0, sizeof(cp));
+				uint64_t seed = 12345;
+				t0 = clock_mono_us();
+				for (unsigned i = 0; i < nio; i++) {
+					seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+					uint64_t off = base_off + ((seed >> 20) % (vsize / 4096)) * 4096;
+					uint8_t *b = bufs + (i % 32) * 4096;
+					int rc = wr ? bdev_write(tb, b, off, 4096, op_done, &cp)
+						    : bdev_read(tb, b, off, 4096, op_done, &cp);
+					if (rc)
+						return 1;
+					cp.inflight++;
+					drain(&cp, 32);
+				}
+				drain(&cp, 1);
+				double tio = secs(t0);
+				printf("4 KiB rand%-5s QD32: %8.0f IOPS on %s\n", wr ? "write" : "read", nio / tio,
+				       target == 0 ? "a thick lvol" : "the base aio bdev (no lvol)");
+			}
+		}
+		free(bufs);
+		memset(&cp, 0, sizeof(cp));
+		if (lvol_delete(dl, op_done, &cp) != 0)
+			return 1;
+		cp.inflight++;
+		drain(&cp, 1);
+	}
+
 	/* memory */
 	double per = (double)(heap1 - heap0) / count;
 	printf("memory:   %8.0f bytes per lvol (heap growth over %u creates, lvol + blob + bdev registration)"
