@@ -93,3 +93,18 @@ def test_stress_long_mixed_run(nvmf_tgt):
     assert parse_total(r.stdout)["iops"] > 0
     r = nvmeio(tr, "write", 0, 8 << 20, 9, "verify", 0, 8 << 20, 9)
     assert r.returncode == 0, r.stderr
+
+
+def test_io_errors_reported(nvmf_tgt):
+    """A thin lvol larger than its lvstore runs out of clusters: diskperf
+    reports the I/O errors and exits 1."""
+    nvmf_tgt.call("bdev_malloc_create", {"name": "Tiny", "num_blocks": 8 * 2048, "block_size": 512})
+    nvmf_tgt.call("bdev_lvol_create_lvstore", {"bdev_name": "Tiny", "lvs_name": "tiny",
+                                               "cluster_sz": 1 << 20})
+    nvmf_tgt.call("bdev_lvol_create", {"lvol_name": "big", "size_in_mib": 64, "lvs_name": "tiny",
+                                       "thin_provision": True})
+    nqn = nvmf_tgt.subsystem(bdev_name="tiny/big")
+    r = diskperf(nvmf_tgt.trid(nqn), q=8, o=4096, w="randwrite", t=2)
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    assert "I/O errors" in r.stderr, r.stderr
+    parse_total(r.stdout)  # the summary is still printed
