@@ -56,9 +56,8 @@ int tgt_bdev_shared_init(struct tgt *t)
 	t->io_types_malloc = io_types_new(mal);
 	t->io_types_aio = io_types_new(aio);
 	t->io_types_other = io_types_new(other);
-	t->empty_object = json_object();
 	if (!t->rate_limits || !t->io_types_lvol || !t->io_types_lvol_ro || !t->io_types_malloc ||
-	    !t->io_types_aio || !t->io_types_other || !t->empty_object)
+	    !t->io_types_aio || !t->io_types_other)
 		return -ENOMEM;
 	t->rate_limits_s = json_encode_dup(t->rate_limits);
 	t->io_types_lvol_s = json_encode_dup(t->io_types_lvol);
@@ -80,7 +79,6 @@ void tgt_bdev_shared_fini(struct tgt *t)
 	json_decref(t->io_types_malloc);
 	json_decref(t->io_types_aio);
 	json_decref(t->io_types_other);
-	json_decref(t->empty_object);
 	mem_free(t->rate_limits_s);
 	mem_free(t->io_types_lvol_s);
 	mem_free(t->io_types_lvol_ro_s);

@@ -55,7 +55,6 @@ struct tgt {
 	/* Shared, immutable JSON pieces of bdev_get_bdevs objects (refcounted). */
 	json_t *rate_limits;
 	json_t *io_types_lvol, *io_types_lvol_ro, *io_types_malloc, *io_types_aio, *io_types_other;
-	json_t *empty_object;
 	/* The same pieces pre-encoded (compact JSON text), for the fast writers. */
 	struct get_bdevs_wait *waits; /* bdev_get_bdevs calls waiting (timeout_ms) */
 	struct json_buf list_buf; /* reused by the big listings (capacity kept) */
@@ -91,9 +90,6 @@ struct tgt_aio *tgt_aio_find(struct tgt *t, const char *name);
 
 /* Config (tgt_config.c): the {method, params} list of a subsystem. */
 json_t *tgt_config_subsystem(struct tgt *t, const char *name);
-/* Runs one {method, params} entry through the server's method table,
- * completing synchronously or asynchronously; cb gets 0 or an error code. */
-typedef void (*tgt_call_cb)(void *arg, int code, const char *message);
 
 /* JSON helpers that never fail silently: on ENOMEM they return -ENOMEM. */
 static inline int tgt_set(json_t *obj, const char *key, json_t *v)
