@@ -14,6 +14,8 @@
  * is never moved more than once.
  */
 #include <errno.h>
+#include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/common.h"
@@ -111,6 +113,8 @@ static void framer_compact(struct json_framer *f)
 
 void *json_framer_space(struct json_framer *f, size_t want)
 {
+	if (want == 0)
+		want = 1;
 	framer_compact(f);
 	/* Give back the memory of a big value once it has been taken out. */
 	if (f->len == 0 && f->cap > (256u << 10) && want <= (64u << 10)) {
@@ -140,12 +144,14 @@ void json_framer_commit(struct json_framer *f, size_t n)
 
 int json_framer_feed(struct json_framer *f, const void *data, size_t len)
 {
-	void *p = json_framer_space(f, len);
+	void *p;
 
-	if (!p && len)
+	if (len == 0)
+		return 0;
+	p = json_framer_space(f, len);
+	if (!p)
 		return -ENOMEM;
-	if (len)
-		memcpy(p, data, len);
+	memcpy(p, data, len);
 	json_framer_commit(f, len);
 	return 0;
 }
@@ -488,8 +494,8 @@ static void restore_integers(json_t *v)
 			json_t *e = json_array_get(v, i);
 			double d = json_real_value(e);
 
-			if (json_is_real(e) && d == (double)(long long)d && d > -9007199254740992.0 &&
-			    d < 9007199254740992.0)
+			if (json_is_real(e) && d > -9007199254740992.0 && d < 9007199254740992.0 &&
+			    d == trunc(d))
 				json_array_set_new(v, i, json_integer((json_int_t)d));
 			else
 				restore_integers(e);
@@ -499,13 +505,67 @@ static void restore_integers(json_t *v)
 			json_t *e = json_object_iter_value(it);
 			double d = json_real_value(e);
 
-			if (json_is_real(e) && d == (double)(long long)d && d > -9007199254740992.0 &&
-			    d < 9007199254740992.0)
+			if (json_is_real(e) && d > -9007199254740992.0 && d < 9007199254740992.0 &&
+			    d == trunc(d))
 				json_object_iter_set_new(v, it, json_integer((json_int_t)d));
 			else
 				restore_integers(e);
 		}
 	}
+}
+
+/* A copy of text (mem_alloc'd) where every number outside strings that
+ * overflows a double is replaced by 1.5. */
+static char *rewrite_huge_numbers(const char *text, size_t len, size_t *out_len)
+{
+	char *out = mem_alloc(len + 1);
+	bool in_str = false;
+	size_t i = 0, o = 0;
+
+	if (!out)
+		return NULL;
+	while (i < len) {
+		char c = text[i];
+
+		if (in_str) {
+			out[o++] = c;
+			if (c == '\\' && i + 1 < len)
+				out[o++] = text[++i];
+			else if (c == '"')
+				in_str = false;
+			i++;
+			continue;
+		}
+		if (c == '"')
+			in_str = true;
+		if (c == '-' || (c >= '0' && c <= '9')) {
+			char tok[64];
+			size_t n = 0, j = i;
+
+			while (j < len && strchr("+-.eE0123456789", text[j]))
+				j++;
+			n = j - i;
+			if (n < sizeof(tok)) {
+				memcpy(tok, text + i, n);
+				tok[n] = '\0';
+			}
+			errno = 0;
+			if (n >= sizeof(tok) || (fabs(strtod(tok, NULL)) == HUGE_VAL && errno == ERANGE)) {
+				memcpy(out + o, "1.5", 3);
+				o += 3;
+				i = j;
+				continue;
+			}
+			memcpy(out + o, text + i, n);
+			o += n;
+			i = j;
+			continue;
+		}
+		out[o++] = c;
+		i++;
+	}
+	*out_len = o;
+	return out;
 }
 
 /*
@@ -519,6 +579,16 @@ static json_t *load_big_numbers(const char *text, size_t len)
 {
 	json_t *v = json_loadb(text, len, JSON_DECODE_ANY | JSON_DECODE_INT_AS_REAL, NULL);
 
+	if (!v) {
+		/* Still refused: a number beyond double range (1e400). Such
+		 * numbers become 1.5, which no integer field accepts either. */
+		char *copy = rewrite_huge_numbers(text, len, &len);
+
+		if (copy) {
+			v = json_loadb(copy, len, JSON_DECODE_ANY | JSON_DECODE_INT_AS_REAL, NULL);
+			mem_free(copy);
+		}
+	}
 	if (v && (json_is_array(v) || json_is_object(v)))
 		restore_integers(v);
 	return v;
