@@ -9,7 +9,7 @@ import json
 import pytest
 
 import helpers
-from conftest import nvmeio, tool, trid, free_port
+from nvme_lib import nvmeio, tool, trid, free_port
 
 
 def ok(r):
@@ -116,7 +116,7 @@ def test_disconnect_removes_controller(nvmf_tgt):
 def test_target_killed_mid_io_reports_reset(tmpdir_short):
     """Killing the target while a host is writing ends the host with ECONNRESET
     (not a hang, not success)."""
-    from conftest import NvmfTarget
+    from nvme_lib import NvmfTarget
     sock = os.path.join(tmpdir_short, "tgt.sock")
     proc = helpers.Proc([helpers.binary("disktgt"), "-r", sock],
                         os.path.join(tmpdir_short, "disktgt.log"))

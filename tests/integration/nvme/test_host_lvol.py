@@ -1,7 +1,7 @@
 """Host library round trips on logical volumes exported by disktgt: thick,
 thin (unwritten clusters read zero) and a clone of a snapshot (sees the
 snapshot's data, writes stay private), plus Write Zeroes on each."""
-from conftest import nvmeio
+from nvme_lib import nvmeio
 
 MiB = 1 << 20
 

@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from conftest import diskperf, parse_total, tool, trid, free_port
+from nvme_lib import diskperf, parse_total, tool, trid, free_port
 
 
 @pytest.mark.parametrize("w,extra", [("randread", {}), ("randwrite", {}), ("read", {}), ("rw", {"M": 30}),
@@ -59,7 +59,7 @@ def test_target_killed_during_run(tmpdir_short):
     import os
     import signal
     import helpers
-    from conftest import NvmfTarget
+    from nvme_lib import NvmfTarget
     sock = os.path.join(tmpdir_short, "tgt.sock")
     proc = helpers.Proc([helpers.binary("disktgt"), "-r", sock],
                         os.path.join(tmpdir_short, "disktgt.log"))
@@ -85,7 +85,7 @@ def test_target_killed_during_run(tmpdir_short):
 def test_stress_long_mixed_run(nvmf_tgt):
     """60 s of 4 queues x 32 mixed random I/O, then a pattern round trip on
     the same namespace still works (no corruption of the target's state)."""
-    from conftest import nvmeio
+    from nvme_lib import nvmeio
     nqn = nvmf_tgt.subsystem(size_mib=64)
     tr = nvmf_tgt.trid(nqn)
     r = diskperf(tr, q=128, o=4096, w="randrw", t=60, M=50, c=4, timeout=180)
