@@ -159,6 +159,11 @@ enum nvmf_rx_state {
 };
 
 #define NVMF_RBUF_SIZE (64 * 1024)
+/* Slots keep their data buffers between commands while the connection's
+ * total stays under this; beyond it, buffers over 16 KiB are returned after
+ * use (bounds memory with many queues doing large I/O). */
+#define NVMF_CONN_BUF_CACHE (2u << 20)
+#define NVMF_SMALL_BUF (16u << 10)
 
 struct nvmf_conn {
 	struct nvmf_tgt *tgt;
@@ -208,6 +213,7 @@ struct nvmf_conn {
 	unsigned nreqs;
 	struct nvmf_req *free_reqs;
 	unsigned inflight;       /* bdev I/O in flight */
+	size_t buf_bytes;        /* data buffers kept by the slots */
 
 	/* send queue */
 	struct nvmf_send *sq_head, *sq_tail;

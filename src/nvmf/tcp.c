@@ -217,6 +217,12 @@ static void req_free(struct nvmf_req *req)
 {
 	struct nvmf_conn *conn = req->conn;
 
+	if (req->buf_cap > NVMF_SMALL_BUF && conn->buf_bytes > NVMF_CONN_BUF_CACHE) {
+		conn->buf_bytes -= req->buf_cap;
+		mem_free(req->buf);
+		req->buf = NULL;
+		req->buf_cap = 0;
+	}
 	req->state = NVMF_REQ_FREE;
 	req->next_free = conn->free_reqs;
 	conn->free_reqs = req;
@@ -351,9 +357,11 @@ int nvmf_req_buf_reserve(struct nvmf_req *req, uint32_t len)
 	b = mem_alloc(cap);
 	if (!b)
 		return -ENOMEM;
+	req->conn->buf_bytes -= req->buf_cap;
 	mem_free(req->buf);
 	req->buf = b;
 	req->buf_cap = cap;
+	req->conn->buf_bytes += cap;
 	return 0;
 }
 

@@ -14,16 +14,17 @@ def test_many_connections_and_queues(nvmf_tgt):
     b = nvmf_tgt.subsystem(size_mib=32, block_size=512)
     procs = []
     for nqn, w in ((a, "randread"), (a, "randwrite"), (b, "randrw"), (b, "randread")):
-        cmd = [tool("diskperf"), "-r", nvmf_tgt.trid(nqn), "-q", "64", "-o", "4096", "-w", w, "-t", "2",
+        cmd = [tool("diskperf"), "-r", nvmf_tgt.trid(nqn), "-q", "64", "-o", "4096", "-w", w, "-t", "3",
                "-c", "4"]
         procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-    # meanwhile a writer/verifier on its own region of b (diskperf writes random data anywhere in
-    # a, and in b too: keep the verifier on a separate subsystem)
+    # the queues show up while they run (2 diskperf x (admin + 4 I/O) on a)
+    helpers.wait_for(lambda: len(nvmf_tgt.call("nvmf_subsystem_get_qpairs", {"nqn": a})) >= 10,
+                     what="qpairs visible", timeout=20)
+    # meanwhile a writer/verifier (diskperf writes random data anywhere in a and b: keep the
+    # verifier on a separate subsystem)
     c = nvmf_tgt.subsystem(size_mib=8)
     r = nvmeio(nvmf_tgt.trid(c), "write", 0, 4 << 20, 7, "verify", 0, 4 << 20, 7, opts=["--queues", "4"])
     assert r.returncode == 0, r.stderr
-    helpers.wait_for(lambda: len(nvmf_tgt.call("nvmf_subsystem_get_qpairs", {"nqn": a})) >= 1,
-                     what="qpairs visible", timeout=5)
     for p in procs:
         out, err = p.communicate(timeout=60)
         assert p.returncode == 0, err
