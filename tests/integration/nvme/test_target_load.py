@@ -6,7 +6,7 @@ import json
 import subprocess
 
 import helpers
-from conftest import tool, parse_total, nvmeio
+from nvme_lib import tool, parse_total, nvmeio
 
 
 def test_many_connections_and_queues(nvmf_tgt):

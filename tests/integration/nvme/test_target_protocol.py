@@ -10,7 +10,7 @@ import time
 import pytest
 
 import helpers
-from conftest import nvmeio, free_port
+from nvme_lib import nvmeio, free_port
 
 HOST = "nqn.2014-08.org.nvmexpress:uuid:11111111-2222-3333-4444-555555555555"
 OTHER_HOST = "nqn.2014-08.org.nvmexpress:uuid:99999999-2222-3333-4444-555555555555"
