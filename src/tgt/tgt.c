@@ -105,6 +105,14 @@ static void tgt_unload_done(void *arg, int status)
 	w->done = true;
 }
 
+/* While tgt_destroy() runs the loop (waiting for examine and unload), the
+ * RPC server still reads requests: answer them without running anything. */
+static bool tgt_stopping_hook(struct rpc_request *req, const char *method, json_t *params, void *ctx)
+{
+	rpc_request_error(req, RPC_ERROR_INTERNAL, "disktgt is shutting down");
+	return true;
+}
+
 void tgt_destroy(struct tgt *t)
 {
 	struct tgt_aio *a;
@@ -112,6 +120,9 @@ void tgt_destroy(struct tgt *t)
 
 	if (!t)
 		return;
+	t->stopping = true;
+	if (t->server)
+		rpc_server_set_hook(t->server, tgt_stopping_hook, t);
 	tgt_bdev_waits_cancel(t);
 	/* Namespaces first (they hold claims on lvol bdevs). */
 	nvmf_tgt_destroy(t->nvmf);

@@ -335,6 +335,10 @@ static void loader_step(struct loader *l)
 {
 	json_t *subs = json_object_get(l->config, "subsystems");
 
+	if (l->t->stopping && !l->code) {
+		l->code = RPC_ERROR_INTERNAL;
+		snprintf(l->message, sizeof(l->message), "disktgt is shutting down");
+	}
 	while (!l->code && l->sub < json_array_size(subs)) {
 		json_t *cfg = json_object_get(json_array_get(subs, l->sub), "config");
 		json_t *e, *params;

@@ -52,6 +52,7 @@ struct tgt {
 	struct tgt_fault *faults;
 	unsigned malloc_next;   /* SPDK names unnamed malloc bdevs MallocN */
 	bool bdev_up, lvol_up;
+	bool stopping;          /* tgt_destroy() runs: no method may touch the layers */
 	/* Shared, immutable JSON pieces of bdev_get_bdevs objects (refcounted). */
 	json_t *rate_limits;
 	json_t *io_types_lvol, *io_types_lvol_ro, *io_types_malloc, *io_types_aio, *io_types_other;

@@ -141,3 +141,35 @@ def test_second_target_instance_uses_own_socket(workdir):
     finally:
         a.stop()
         b.stop()
+
+
+def test_sigterm_while_clients_keep_calling(target, workdir):
+    """Requests arriving while tgt_destroy() waits for the stores to unload are
+    answered with an error, never run against half-destroyed layers (F's report)."""
+    import threading
+    c = target.client()
+    store(c, workdir)
+    call_ok(c, "bdev_lvol_create_lvstore", {"bdev_name": "Aio0", "lvs_name": "lvs0"})
+    call_ok(c, "nvmf_create_transport", {"trtype": "TCP"})
+    stop = threading.Event()
+
+    def hammer():
+        try:
+            h = target.client()
+            while not stop.is_set():
+                for m in ("nvmf_get_subsystems", "bdev_lvol_get_lvols", "bdev_get_bdevs"):
+                    r = h.call(m)
+                    if "error" in r:
+                        assert r["error"]["message"] == "disktgt is shutting down"
+        except (ConnectionError, OSError):
+            pass
+
+    threads = [threading.Thread(target=hammer) for _ in range(2)]
+    for th in threads:
+        th.start()
+    try:
+        assert target.stop() == 0
+    finally:
+        stop.set()
+        for th in threads:
+            th.join(10)
