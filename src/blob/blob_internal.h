@@ -205,9 +205,9 @@ struct blob_store {
 	struct bs_lock struct_lock; /* snapshot / clone / absorb / inflate */
 
 	/* group commit */
-	bool flush_busy;
-	struct bs_flush_waiter *flush_cur, *flush_next, *flush_next_tail;
-	uint64_t flush_zero_epoch;  /* zero_epoch when the running flush started */
+	bool flush_busy;            /* flush_inflight > 0 */
+	unsigned flush_inflight;
+	struct bs_flush_waiter *flush_next, *flush_next_tail;
 
 	/* zeroing of superseded md pages */
 	unsigned zero_outstanding;
@@ -249,6 +249,9 @@ void bs_blob_state(const struct blob *b, struct bs_md_state *st);
  * seq, flush, then call done(arg, status). On success the new pages become
  * the blobs' chains and the old ones are zeroed. */
 #define BS_TXN_MAX 2
+#ifndef BS_FLUSH_MAX_INFLIGHT
+#define BS_FLUSH_MAX_INFLIGHT 1     /* device flushes in flight (group commit) */
+#endif
 struct bs_txn_member {
 	struct blob *blob;          /* in-memory object (may be not yet inserted) */
 	struct bs_md_state st;      /* the state to write (caller keeps ownership) */

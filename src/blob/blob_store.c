@@ -298,24 +298,34 @@ void bs_op_end(struct blob_store *bs)
 
 static void flush_start(struct blob_store *bs);
 
+/* One device flush and the waiters it makes durable. */
+struct flush_op {
+	struct blob_store *bs;
+	struct bs_flush_waiter *waiters;
+	uint64_t zero_epoch; /* zero_epoch when it started */
+};
+
 static void flush_done(void *arg, int status)
 {
-	struct blob_store *bs = arg;
-	struct bs_flush_waiter *w = bs->flush_cur;
-	bs->flush_cur = NULL;
-	bs->flush_busy = false;
+	struct flush_op *fo = arg;
+	struct blob_store *bs = fo->bs;
+	struct bs_flush_waiter *w = fo->waiters;
+	uint64_t epoch = fo->zero_epoch;
+	mem_free(fo);
+	bs->flush_inflight--;
+	bs->flush_busy = bs->flush_inflight > 0;
 	if (status == 0) {
-		if (bs->flush_zero_epoch > bs->zero_durable_epoch)
-			bs->zero_durable_epoch = bs->flush_zero_epoch;
+		if (epoch > bs->zero_durable_epoch)
+			bs->zero_durable_epoch = epoch;
 	} else {
 		if (!bs->failed)
 			LOG_ERROR(MOD, "flush failed, store refuses changes bdev=%s status=%d",
 				  bdev_name(bs->bdev), status);
 		bs->failed = true;
 	}
-	if (bs->flush_next)
+	if (bs->flush_next && bs->flush_inflight < BS_FLUSH_MAX_INFLIGHT)
 		flush_start(bs);
-	else
+	else if (!bs->flush_busy)
 		check_idle(bs);
 	/* nothing touches bs after the callbacks: one may free the store */
 	while (w) {
@@ -330,25 +340,39 @@ static void flush_done(void *arg, int status)
 
 static void flush_start(struct blob_store *bs)
 {
-	bs->flush_cur = bs->flush_next;
+	struct flush_op *fo = mem_zalloc(sizeof(*fo));
+	if (!fo) {
+		/* fail this batch from the loop */
+		struct bs_flush_waiter *w = bs->flush_next;
+		bs->flush_next = bs->flush_next_tail = NULL;
+		while (w) {
+			struct bs_flush_waiter *n = w->next;
+			bs_defer_done(w->cb, w->arg, -ENOMEM);
+			mem_free(w);
+			w = n;
+		}
+		return;
+	}
+	fo->bs = bs;
+	fo->waiters = bs->flush_next;
 	bs->flush_next = bs->flush_next_tail = NULL;
+	fo->zero_epoch = bs->zero_epoch;
+	bs->flush_inflight++;
 	bs->flush_busy = true;
-	bs->flush_zero_epoch = bs->zero_epoch;
-	int rc = bdev_flush(bs->bdev, flush_done, bs);
+	int rc = bdev_flush(bs->bdev, flush_done, fo);
 	if (rc) {
 		/* complete from the loop like any I/O */
-		bs->flush_busy = true;
 		struct defer_call *d = mem_zalloc(sizeof(*d));
 		if (!d) {
-			flush_done(bs, rc);
+			flush_done(fo, rc);
 			return;
 		}
 		d->cb = flush_done;
-		d->arg = bs;
+		d->arg = fo;
 		d->status = rc;
 		if (ev_defer(bdev_module_loop(), defer_run, d) != 0) {
 			mem_free(d);
-			flush_done(bs, rc);
+			flush_done(fo, rc);
 		}
 	}
 }
@@ -367,7 +391,7 @@ void bs_flush(struct blob_store *bs, blob_done_cb cb, void *arg)
 	else
 		bs->flush_next = w;
 	bs->flush_next_tail = w;
-	if (!bs->flush_busy)
+	if (bs->flush_inflight < BS_FLUSH_MAX_INFLIGHT)
 		flush_start(bs);
 }
 
