@@ -336,6 +336,10 @@ def test_framework_get_config_and_restart_with_it(target, workdir):
     full = call_ok(c, "save_config")
     assert full == {"subsystems": [{"subsystem": "bdev", "config": bcfg},
                                    {"subsystem": "nvmf", "config": ncfg}]}
+    # rpc.py's client-side load_config refuses a config with a method missing from
+    # rpc_get_methods(current=True): everything we save must be listed there
+    current = set(call_ok(c, "rpc_get_methods", {"current": True, "include_aliases": False}))
+    assert {e["method"] for s in full["subsystems"] for e in s["config"]} <= current
     before = call_ok(c, "nvmf_get_subsystems")
     c.close()
     cfg_path = os.path.join(workdir, "config.json")
