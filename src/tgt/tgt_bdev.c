@@ -291,9 +291,8 @@ static void m_bdev_malloc_create(struct rpc_request *req, json_t *params, void *
 	}
 	name = p.name;
 	if (!name) {
-		do
-			snprintf(gen, sizeof(gen), "Malloc%u", t->malloc_next++);
-		while (bdev_find(gen));
+		/* SPDK: a counter of unnamed creates, no search for a free name */
+		snprintf(gen, sizeof(gen), "Malloc%u", t->malloc_next++);
 		name = gen;
 	}
 	rc = bdev_malloc_create(name, p.uuid, p.num_blocks, p.block_size, &bdev);

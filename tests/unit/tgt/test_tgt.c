@@ -134,7 +134,9 @@ static void test_malloc_bdev_shape(void **state)
 	err(e, "bdev_malloc_create", "{\"num_blocks\":8,\"block_size\":512,\"name\":\"M0\"}", -17, "File exists");
 	err(e, "bdev_malloc_create", "{\"num_blocks\":8}", -32603, "spdk_json_decode_object failed");
 	err(e, "bdev_get_bdevs", "{\"name\":\"nope\"}", -19, "No such device");
-	ok(e, "bdev_malloc_create", "{\"num_blocks\":8,\"block_size\":512}", NULL); /* generated name */
+	/* unnamed: SPDK's counter of unnamed creates */
+	ok(e, "bdev_malloc_create", "{\"num_blocks\":8,\"block_size\":512}", "\"Malloc0\"");
+	ok(e, "bdev_malloc_create", "{\"num_blocks\":8,\"block_size\":512}", "\"Malloc1\"");
 	ok(e, "bdev_malloc_delete", "{\"name\":\"M0\"}", "true");
 	err(e, "bdev_malloc_delete", "{\"name\":\"M0\"}", -19, "No such device");
 	err(e, "bdev_wait_for_examine", "{}", -32602, "bdev_wait_for_examine method requires no parameters");
