@@ -492,6 +492,48 @@ static void test_ten_thousand(void **state)
 	unlink(file);
 }
 
+/* grow after the file grew (bdev_aio_rescan), persistent across reload */
+static void test_grow(void **state)
+{
+	(void)state;
+	char file[] = "/tmp/de-lvol-grow-XXXXXX";
+	int fd = mkstemp(file);
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, 64 * MiB), 0);
+	struct bdev *bd;
+	assert_int_equal(bdev_aio_create("G", file, 0, false, NULL, &bd), 0);
+	wait_examine();
+	struct lvol_store *lvs;
+	assert_int_equal(mk_lvs("G", "g", 0, &lvs), 0);
+	struct lvol_store_info si;
+	lvol_store_get_info(lvs, &si);
+	assert_int_equal(si.total_data_clusters, 15);
+	assert_int_equal(mk(lvs, "v", 8 * MiB, false, NULL), 0);
+	assert_int_equal(ftruncate(fd, 256 * MiB), 0);
+	close(fd);
+	assert_int_equal(bdev_aio_rescan(bd), 0);
+	struct w x = {0};
+	assert_int_equal(SYNC(lvol_store_grow(lvs, done_cb, &x), &x), 0);
+	lvol_store_get_info(lvs, &si);
+	assert_int_equal(si.total_data_clusters, 63);
+	assert_int_equal(si.free_clusters, 61);
+	memset(&x, 0, sizeof(x));
+	assert_int_equal(SYNC(lvol_store_unload(lvs, done_cb, &x), &x), 0);
+	assert_int_equal(bdev_aio_delete("G"), 0);
+	assert_int_equal(bdev_aio_create("G", file, 0, false, NULL, &bd), 0);
+	wait_examine();
+	lvs = lvol_store_find_by_name("g");
+	assert_non_null(lvs);
+	lvol_store_get_info(lvs, &si);
+	assert_int_equal(si.total_data_clusters, 63);
+	assert_int_equal(si.free_clusters, 61);
+	assert_int_equal(mk(lvs, "w", 200 * MiB, false, NULL), 0);
+	memset(&x, 0, sizeof(x));
+	assert_int_equal(SYNC(lvol_store_destroy(lvs, done_cb, &x), &x), 0);
+	assert_int_equal(bdev_aio_delete("G"), 0);
+	unlink(file);
+}
+
 /* destroying / unloading a store while creates and deletes are in flight */
 static void test_close_with_ops_in_flight(void **state)
 {
@@ -578,6 +620,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_restart_clean, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_restart_killed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ten_thousand, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_grow, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_close_with_ops_in_flight, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_alloc_failures, setup, teardown),
 	};
