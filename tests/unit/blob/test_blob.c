@@ -423,6 +423,56 @@ static void test_concurrent_io(void **state)
 	free(data);
 }
 
+/* An I/O error at every point of a typical sequence: callbacks report it,
+ * nothing crashes or leaks, and the reloaded store is consistent. */
+static void test_io_errors(void **state)
+{
+	(void)state;
+	unsigned reloaded = 0;
+	for (uint64_t n = 1; n <= 120; n++) {
+		struct bdev *bd;
+		assert_int_equal(bdev_fault_create("io", 32 * MiB / 512, 512, &bd), 0);
+		struct blob_store *bs;
+		assert_int_equal(h_init(bd, 1 * MiB, 0, &bs), 0);
+		struct blob *base;
+		assert_int_equal(h_create(bs, 2, true, &base), 0);
+		struct bdev_fault_opts fo = { .fail_io_nth = n };
+		assert_int_equal(bdev_fault_configure(bd, &fo), 0);
+		uint8_t buf[4096];
+		memset(buf, 9, sizeof(buf));
+		struct blob *a = NULL, *sn = NULL, *cl = NULL;
+		(void)h_create(bs, 3, false, &a);
+		(void)h_write(base, buf, 0, 4096);
+		(void)h_write(base, buf, MiB + 512, 1024);
+		if (h_snapshot(base, &sn) == 0 && sn) {
+			(void)h_write(base, buf, 4096, 4096);
+			(void)h_clone(sn, &cl);
+		}
+		if (a)
+			(void)h_resize(a, 1);
+		(void)h_inflate(base);
+		if (cl)
+			(void)h_delete(cl);
+		if (sn)
+			(void)h_delete(sn);
+		if (a)
+			(void)h_delete(a);
+		fo.fail_io_nth = 0;
+		assert_int_equal(bdev_fault_configure(bd, &fo), 0);
+		int urc = h_unload(bs);
+		h_spin(20);
+		assert_int_equal(h_load(bd, &bs), 0);
+		assert_int_equal(blob_store_check(bs), 0);
+		if (urc == 0)
+			assert_false(blob_store_was_dirty(bs));
+		reloaded++;
+		assert_int_equal(h_unload(bs), 0);
+		h_spin(20);
+		assert_int_equal(bdev_fault_delete("io"), 0);
+	}
+	printf("io errors: %u failure points, every reload consistent\n", reloaded);
+}
+
 /* Allocation failure at every point of a typical sequence: no crash, no
  * leak (LeakSanitizer), and the store either works or reports errors. */
 static void test_alloc_failures(void **state)
@@ -490,6 +540,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_many_blobs_multi_page, setup, teardown),
 		cmocka_unit_test(test_md_parser),
 		cmocka_unit_test_setup_teardown(test_concurrent_io, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_io_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_alloc_failures, setup, teardown),
 	};
 	h_unused();
