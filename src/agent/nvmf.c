@@ -174,6 +174,21 @@ int agent_nvmf_ensure(struct agent_loop *l, const struct db_disk *d, const struc
 		}
 		agent_crash("provision.after_listener_add");
 	}
+	/* Listeners on addresses the disk no longer has (an interface's address
+	 * changed). Never all of them: no address at all is more likely a down
+	 * interface than an intent. */
+	for (size_t i = 0; sub && n_addrs && i < sub->n_listeners; i++) {
+		const struct spdk_listen_addr *x = &sub->listeners[i];
+		struct spdk_subsystem want = { .listeners = addrs, .n_listeners = n_addrs };
+
+		if (sub_has_listener(&want, x))
+			continue;
+		rc = spdk_nvmf_listener_remove(l->spdk, nqn, x);
+		if (rc && spdk_call_is_transient(rc))
+			goto out;
+		LOG_INFO("agent", "stale listener removed nqn=%s traddr=%s trsvcid=%s err=%d", nqn,
+			 x->traddr, x->trsvcid, rc);
+	}
 	if (!sub_has_host(sub, l->host_nqn)) {
 		rc = spdk_nvmf_host_add(l->spdk, nqn, l->host_nqn);
 		if (rc && rc != -EEXIST)

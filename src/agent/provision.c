@@ -157,8 +157,16 @@ static int sub_lookup(struct agent_loop *l, const struct agent_view *v, const ch
 	rc = spdk_nvmf_subsystem_get_one(l->spdk, nqn, one);
 	if (rc == -ENODEV)
 		return 0;
-	if (rc == 0)
+	if (rc == 0) {
 		*out = &one->v[0];
+		return 0;
+	}
+	if (spdk_call_is_transient(rc))
+		return rc;
+	/* A target that answers a missing NQN some other way: list them all. */
+	rc = spdk_nvmf_subsystem_get(l->spdk, one);
+	if (rc == 0)
+		*out = spdk_subsystem_find(one, nqn);
 	return rc;
 }
 
@@ -386,13 +394,15 @@ static void target_state(struct agent_loop *l, int rc)
 
 	snprintf(object, sizeof(object), "node/%s", l->node.name);
 	if (rc && spdk_call_is_transient(rc)) {
-		if (!l->target_down)
+		/* Three passes in a row: not a restart of a second. */
+		if (++l->down_passes == 3)
 			agent_event_raise(l, "target-unreachable", object,
 					  "target at %s did not answer (%s); retrying every tick",
 					  l->node.rpc_socket, common_strerror(rc));
 		l->target_down = true;
 		return;
 	}
+	l->down_passes = 0;
 	if (l->target_down || agent_event_open(l, "target-unreachable", object))
 		agent_event_resolve(l, "target-unreachable", object);
 	l->target_down = false;

@@ -127,6 +127,8 @@ int agent_zero_range(struct agent_loop *l, const struct db_disk *d, struct db_lv
 	o.hostnqn = l->host_nqn;
 	o.io_queues = 1;
 	o.timeout_ms = (uint32_t)l->agent->opt.nvme_timeout_ms;
+	LOG_INFO("agent", "zeroing id=%" PRId64 " start=%" PRIu64 " end=%" PRIu64 " traddr=%s trsvcid=%s",
+		 lv->id, lv->zero_done, lv->zero_to, addr.traddr, addr.trsvcid);
 	rc = nvme_ctrlr_connect(&o, &ctrlr);
 	if (rc)
 		return rc;

@@ -539,6 +539,15 @@ int spdk_nvmf_listener_add(struct spdk_client *c, const char *nqn,
 				   "trsvcid", a->trsvcid));
 }
 
+int spdk_nvmf_listener_remove(struct spdk_client *c, const char *nqn,
+			      const struct spdk_listen_addr *a)
+{
+	return call_true(c, "nvmf_subsystem_remove_listener",
+			 json_pack("{s:s, s:{s:s, s:s, s:s, s:s}}", "nqn", nqn, "listen_address",
+				   "trtype", a->trtype, "adrfam", a->adrfam, "traddr", a->traddr,
+				   "trsvcid", a->trsvcid));
+}
+
 int spdk_nvmf_host_add(struct spdk_client *c, const char *nqn, const char *host)
 {
 	return call_true(c, "nvmf_subsystem_add_host",

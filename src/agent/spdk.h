@@ -161,6 +161,8 @@ int spdk_nvmf_subsystem_get_one(struct spdk_client *c, const char *nqn,
 				struct spdk_subsystem_list *out);
 int spdk_nvmf_listener_add(struct spdk_client *c, const char *nqn,
 			   const struct spdk_listen_addr *addr);
+int spdk_nvmf_listener_remove(struct spdk_client *c, const char *nqn,
+			      const struct spdk_listen_addr *addr);
 int spdk_nvmf_host_add(struct spdk_client *c, const char *nqn, const char *host);
 /* nsid 0 = let the target choose; uuid NULL = none; *nsid_out optional. */
 int spdk_nvmf_ns_add(struct spdk_client *c, const char *nqn, const char *bdev_name, uint32_t nsid,

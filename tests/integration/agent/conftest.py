@@ -26,7 +26,8 @@ AGENT_METHODS = [
     "bdev_lvol_get_lvstores", "bdev_lvol_create", "bdev_lvol_get_lvols", "bdev_lvol_resize",
     "bdev_lvol_delete", "bdev_lvol_snapshot", "bdev_lvol_clone", "nvmf_create_transport",
     "nvmf_create_subsystem", "nvmf_delete_subsystem", "nvmf_get_subsystems",
-    "nvmf_subsystem_add_listener", "nvmf_subsystem_add_host", "nvmf_subsystem_add_ns",
+    "nvmf_subsystem_add_listener", "nvmf_subsystem_remove_listener", "nvmf_subsystem_add_host",
+    "nvmf_subsystem_add_ns",
     "nvmf_subsystem_remove_ns", "disktgt_inject_fault",
 ]
 

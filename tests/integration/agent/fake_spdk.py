@@ -358,6 +358,17 @@ class Target:
                                         "traddr": a["traddr"], "trsvcid": a.get("trsvcid", "4420")})
         return True
 
+    def m_nvmf_subsystem_remove_listener(self, p):
+        p = params_check(p, ("nqn", "listen_address"), ("tgt_name",))
+        sub = self.sub(p["nqn"])
+        a = params_check(p["listen_address"], ("trtype", "traddr"), ("adrfam", "trsvcid"))
+        keep = [x for x in sub["listen_addresses"]
+                if not (x["traddr"] == a["traddr"] and x["trsvcid"] == a.get("trsvcid"))]
+        if len(keep) == len(sub["listen_addresses"]):
+            raise RpcError(-32602, "Invalid parameters")
+        sub["listen_addresses"] = keep
+        return True
+
     def m_nvmf_subsystem_add_host(self, p):
         p = params_check(p, ("nqn", "host"), ("tgt_name", "psk", "dhchap_key", "dhchap_ctrlr_key"))
         sub = self.sub(p["nqn"])

@@ -139,6 +139,16 @@ def test_add_ns_fails_n_times_then_ok(node):
     assert not r["reason"], r
 
 
+def test_subsystem_lookup_error_falls_back_to_listing(node):
+    """A target answering nvmf_get_subsystems {nqn} for a missing NQN with an
+    unexpected error: the agent lists all subsystems instead of stalling."""
+    node.start_agent()
+    node.create("8MiB", wait=True)
+    node.inject("nvmf_get_subsystems", "error", count=1, code=-32602, message="Invalid parameters")
+    i = node.create("8MiB", wait=True)
+    assert_converged(node, [1, i])
+
+
 def test_lvol_create_reply_lost_adopts(node):
     """bdev_lvol_create runs but its reply never comes: the agent times out,
     re-reads, adopts the lvol ("File exists" or listing) - no duplicate."""
@@ -230,6 +240,34 @@ def test_delete_removes_export_then_lvol(node):
 
 
 # ------------------------------------------------------------------ verify
+
+def test_interface_listener_and_stale_listener_removed(node):
+    """A listener on an address the disk does not have is removed by verify,
+    a missing one re-added."""
+    port = node.port
+    node.start_agent()
+    i = node.create("8MiB", wait=True)
+    nqn = node.lvol(i)["nqn"]
+    node.rpc_ok("nvmf_subsystem_add_listener", {"nqn": nqn, "listen_address": {
+        "trtype": "TCP", "adrfam": "IPv4", "traddr": "127.0.0.1", "trsvcid": str(port + 7)}})
+    node.rpc_ok("nvmf_subsystem_remove_listener", {"nqn": nqn, "listen_address": {
+        "trtype": "TCP", "adrfam": "IPv4", "traddr": "127.0.0.1", "trsvcid": str(port)}})
+    helpers.wait_for(lambda: [(a["traddr"], a["trsvcid"]) for a in node.subsystems()[nqn]["listen_addresses"]]
+                     == [("127.0.0.1", str(port))], 10, what="listeners repaired")
+    assert_converged(node, [i])
+
+
+def test_disk_by_interface(node):
+    img = node.disk_file + ".lo"
+    with open(img, "wb") as f:
+        f.truncate(1 << 30)
+    port = node.port + 1
+    node.ctl("disk", "add", "dlo", "--node", "n1", "--file", img, "--interface", "lo", "--port", port)
+    node.start_agent()
+    i = int(node.ctl("lvol", "create", "--disk", "dlo", "--size", "8MiB", "--wait=20").stdout.split()[0])
+    sub = node.subsystems()[node.lvol(i)["nqn"]]
+    addrs = {(a["traddr"], a["trsvcid"]) for a in sub["listen_addresses"]}
+    assert ("127.0.0.1", str(port)) in addrs, addrs
 
 def test_drift_event_once(node):
     node.start_agent()
