@@ -355,3 +355,43 @@ def test_random_splits_many_connections(disktgt):
             assert got == want
             expect_silence(s, 0.01)
             s.close()
+
+
+def test_out_of_descriptors_recovers(tmpdir_short):
+    """More clients than the target has file descriptors: accepting pauses
+    (no busy loop, no crash) and resumes as clients leave; every request
+    is answered."""
+    sock = os.path.join(tmpdir_short, "t.sock")
+    p = helpers.Proc(["sh", "-c", 'ulimit -n 48 && exec "$0" -r "$1"', helpers.binary("disktgt"), sock],
+                     os.path.join(tmpdir_short, "tgt.log"))
+    try:
+        helpers.wait_socket(sock, p)
+        n = 80
+        socks = []
+        for i in range(n):
+            s = connect(sock)
+            s.sendall(b'{"method":"spdk_get_version","id":%d}' % i)
+            socks.append(s)
+        answered = 0
+        pending = list(range(n))
+        deadline = time.time() + 60
+        while pending and time.time() < deadline:
+            still = []
+            for i in pending:
+                socks[i].settimeout(0.05)
+                try:
+                    line, _ = recv_line(socks[i])
+                except socket.timeout:
+                    still.append(i)
+                    continue
+                assert json.loads(line)["id"] == i
+                socks[i].close()  # frees a descriptor in the target
+                answered += 1
+            pending = still
+        assert answered == n
+        assert "accept failed" in p.output()  # the limit was really hit
+        assert p.alive()
+    finally:
+        rc = p.stop()
+    p.assert_clean()
+    assert rc == 0
