@@ -161,7 +161,12 @@ def test_rpc_py_style_pretty_request(disktgt):
 
 def test_many_concurrent_clients(disktgt):
     _, sock = disktgt
-    n = int(os.environ.get("DISKENGINE_RPC_CLIENTS", "300"))
+    n = int(os.environ.get("DISKENGINE_RPC_CLIENTS",
+                           "1500" if os.environ.get("DISKENGINE_STRESS") else "300"))
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < n + 64:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, n + 256), hard))
     socks = [connect(sock) for _ in range(n)]
     for i, s in enumerate(socks):
         s.sendall(b'{"jsonrpc":"2.0","method":"spdk_get_version","id":"c%d"}' % i)
