@@ -64,7 +64,10 @@ int json_framer_feed(struct json_framer *f, const void *data, size_t len);
  *   -ENOMEM    allocation failure
  * Optionally *raw / *raw_len point at the value's exact bytes in the
  * framer's buffer (valid until the next call on the framer); pass NULL if
- * not needed.
+ * not needed. Numbers jansson cannot hold (integers beyond 64 bits, reals
+ * beyond double range) do not fail the value: big integers come out as
+ * reals and out-of-range reals as 1.5, so an integer field decoding them
+ * fails the way SPDK's decoders do; every other integer stays an integer.
  */
 int json_framer_next(struct json_framer *f, json_t **out, const char **raw, size_t *raw_len);
 /* Like json_framer_next() without building a json_t: *raw / *raw_len are the
