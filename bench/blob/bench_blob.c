@@ -161,6 +161,34 @@ int main(int argc, char **argv)
 	struct lvol_store *lvs = f.lvs;
 	printf("blob bench: file=%s lvols=%u depth=%u cluster=%llu bytes (aio, io_uring; every op durable)\n",
 	       file, count, depth, (unsigned long long)cluster);
+	{
+		/* context: what one durable write costs on this device right now */
+		void *pg = NULL;
+		if (posix_memalign(&pg, 4096, 4096) != 0)
+			return 1;
+		memset(pg, 0, 4096);
+		double lat[21];
+		for (int i = 0; i < 21; i++) {
+			struct flag wf = {0}, ff = {0};
+			uint64_t t = clock_mono_us();
+			if (bdev_write(bd, pg, bytes - 4096 * (uint64_t)(i + 1), 4096, flag_cb, &wf) != 0)
+				return 1;
+			wait_flag(&wf);
+			if (bdev_flush(bd, flag_cb, &ff) != 0)
+				return 1;
+			wait_flag(&ff);
+			lat[i] = (double)(clock_mono_us() - t);
+		}
+		for (int i = 0; i < 21; i++)
+			for (int j = i + 1; j < 21; j++)
+				if (lat[j] < lat[i]) {
+					double t = lat[i];
+					lat[i] = lat[j];
+					lat[j] = t;
+				}
+		printf("device: 4 KiB write + flush p50 %.0f us (sequential; bounds a create at depth 1)\n", lat[10]);
+		free(pg);
+	}
 
 	/* creates */
 	size_t heap0 = heap_used();
