@@ -136,6 +136,22 @@ static int loop_setup(struct agent_loop *l)
 	return 0;
 }
 
+/* Heartbeat; a failure (DB locked by another writer, read-only, full) is
+ * logged once per episode, and its end too. */
+static void loop_heartbeat(struct agent_loop *l)
+{
+	int rc = db_node_heartbeat(l->db, l->node.id);
+
+	if (rc && !l->db_down) {
+		LOG_WARN("agent", "heartbeat not recorded node=%s err=%s db=\"%s\" (the loops retry)",
+			 l->node.name, common_strerror(rc), db_errmsg(l->db));
+		l->db_down = true;
+	} else if (rc == 0 && l->db_down) {
+		LOG_INFO("agent", "heartbeat recorded again node=%s: database writable", l->node.name);
+		l->db_down = false;
+	}
+}
+
 static void *loop_main(void *arg)
 {
 	struct agent_loop *l = arg;
@@ -159,7 +175,7 @@ static void *loop_main(void *arg)
 		if (wake || now >= next_tick) {
 			/* Refresh the node row (rpc socket, prefix are fixed per run). */
 			if (strcmp(l->name, "provision") == 0 && now >= next_tick)
-				db_node_heartbeat(l->db, l->node.id);
+				loop_heartbeat(l);
 			l->tick(l);
 			l->ticks++;
 			LOG_DEBUG("agent", "tick loop=%s wake=%d ms=%llu", l->name, (int)wake,

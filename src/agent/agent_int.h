@@ -61,6 +61,7 @@ struct agent_loop {
 	uint64_t ticks;
 	bool target_down;          /* last tick could not reach the target */
 	unsigned down_passes;      /* passes in a row that could not reach it */
+	bool db_down;              /* last heartbeat write failed */
 	/* Disk problems already logged (bitmap by disk index would be fragile:
 	 * keep the disk ids). */
 	int64_t *noisy_disks;

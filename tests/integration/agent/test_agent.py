@@ -10,55 +10,9 @@ import time
 import pytest
 
 import helpers
-from conftest import Node
+from agent_lib import Node, assert_converged, open_events, our_lvols, wait_free_synced  # noqa: F401
 
 STRESS = bool(os.environ.get("DISKENGINE_STRESS"))
-
-
-def our_lvols(node):
-    """Target lvols named in the agent's scheme (decimal ids)."""
-    return [lv for lv in node.target_lvols() if lv["name"].isdigit()]
-
-
-def assert_converged(node, expect_ready):
-    """Every row READY, exported once, no duplicate or orphan in the target,
-    free bytes in the DB equal to the target's."""
-    rows = {r["id"]: r for r in node.lvols()}
-    assert sorted(rows) == sorted(expect_ready), rows.keys()
-    tl = our_lvols(node)
-    names = [lv["name"] for lv in tl]
-    assert len(names) == len(set(names)), "duplicate lvols: %s" % names
-    assert sorted(int(n) for n in names) == sorted(rows), "orphans or missing: %s" % names
-    by_name = {lv["name"]: lv for lv in tl}
-    subs = node.subsystems()
-    for i, r in rows.items():
-        assert r["state"] == "READY", r
-        assert r["uuid"] == by_name[str(i)]["uuid"]
-        assert r["nqn"] == "nqn.2026-11.io.diskengine:lvol-%d" % i
-        sub = subs[r["nqn"]]
-        assert [ns["nsid"] for ns in sub["namespaces"]] == [1], sub
-        assert sub["namespaces"][0]["bdev_name"] == r["uuid"]
-        assert sub["serial_number"] == "DE%018d" % i
-        assert sub["model_number"] == "diskengine lvol"
-        assert sub["allow_any_host"] is False
-        assert any(h["nqn"] == "nqn.2026-11.io.diskengine:agent:n1" for h in sub["hosts"])
-        assert [(a["traddr"], a["trsvcid"]) for a in sub["listen_addresses"]] == \
-            [("127.0.0.1", str(node.port))]
-    ours = [n for n in subs if ":lvol-" in n]
-    assert len(ours) == len(rows), "stray subsystems: %s" % ours
-    wait_free_synced(node)
-
-
-def wait_free_synced(node, timeout=10):
-    def ok():
-        s = node.rpc_ok("bdev_lvol_get_lvstores")[0]
-        return node.disk()["free"] == s["free_clusters"] * s["cluster_size"]
-    helpers.wait_for(ok, timeout, interval=0.1, what="DB free == target free")
-
-
-def open_events(node, kind=None, obj=None):
-    return [e for e in node.events(all_=True)
-            if (kind is None or e["kind"] == kind) and (obj is None or e["object"] == obj)]
 
 
 # ------------------------------------------------------------------ basics

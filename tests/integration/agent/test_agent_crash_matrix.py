@@ -18,8 +18,7 @@ import subprocess
 import pytest
 
 import helpers
-from conftest import Node, disktgt_missing_methods, require
-from test_agent import assert_converged, open_events
+from agent_lib import Node, assert_converged, disktgt_missing_methods, open_events, require
 
 STRESS = bool(os.environ.get("DISKENGINE_STRESS"))
 # Points that need the target's NVMe/TCP data path (zeroing a thick grow).

@@ -4,7 +4,7 @@ grow whose zeroing cannot run stays RESIZING with the reason, never READY."""
 import time
 
 import helpers
-from test_agent import assert_converged, our_lvols
+from agent_lib import assert_converged, our_lvols
 
 
 def snaps(node):

@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 import helpers
-from conftest import FAKE, disktgt_missing_methods, require, tgt_binary
+from agent_lib import FAKE, disktgt_missing_methods, free_port, require, tgt_binary
 
 DEMO = os.path.join(helpers.ROOT, "scripts", "run-demo")
 
@@ -45,7 +45,7 @@ def test_run_demo_twice(kind):
             if missing:
                 pytest.skip("disktgt lacks methods the agent uses: " + ", ".join(missing))
         build = fake_build(d) if kind == "fake" else real_build(d)
-        env = dict(os.environ, DEMO_SECONDS="1", DEMO_PORT=str(helpers_free_port()))
+        env = dict(os.environ, DEMO_SECONDS="1", DEMO_PORT=str(free_port()))
         runs = []
         for _ in range(2):
             p = subprocess.run([DEMO, build], cwd=d, env=env, stdin=subprocess.DEVNULL,
@@ -64,8 +64,3 @@ def test_run_demo_twice(kind):
         assert "ERROR: AddressSanitizer" not in log and "runtime error:" not in log
     finally:
         shutil.rmtree(d, ignore_errors=True)
-
-
-def helpers_free_port():
-    from conftest import free_port
-    return free_port()

@@ -3,7 +3,11 @@ that held a deleted volume's data reads zero in the new region after the
 agent's resize (zero intent + NVMe/TCP Write Zeroes). The control case (the
 same grow done behind the agent's back, no zero step) shows the stale
 pattern, proving the test can fail."""
+import os
+
 import pytest
+
+import helpers
 
 MIB = 1 << 20
 
@@ -56,7 +60,6 @@ def test_zeroing_resumes_after_crash(node):
     restarted agent resumes at the recorded progress, not at the start."""
     if node.kind != "disktgt":
         pytest.skip("needs the target's NVMe/TCP data path")
-    import os
     conf = os.path.join(node.dir, "agent.conf")
     with open(conf, "w") as f:
         f.write("zero_chunk = 4MiB\n")
@@ -66,7 +69,6 @@ def test_zeroing_resumes_after_crash(node):
     node.start_agent(env={"DISKENGINE_CRASH_AT": "resize.after_zero_chunk:3"},
                      extra=["--config", conf])
     node.ctl("lvol", "resize", b, "--size", "40MiB")
-    import helpers
     helpers.wait_for(lambda: not node.agent.alive(), 30, what="crash in zeroing")
     assert node.agent.p.returncode == 86
     r = node.lvol(b)
