@@ -314,7 +314,12 @@ static void m_create_subsystem(struct rpc_request *req, json_t *params, void *ct
 	o.ana_reporting = p.ana_reporting;
 	rc = nvmf_subsystem_create(t->nvmf, p.nqn, &o, &s);
 	if (rc) {
-		LOG_WARN(TGT_LOG, "cannot create subsystem nqn=%s rc=%d (%s)", p.nqn, rc, common_strerror(rc));
+		/* "exists" is the normal answer to a create-if-missing client: no noise */
+		if (rc == -EEXIST)
+			LOG_DEBUG(TGT_LOG, "subsystem exists nqn=%s", p.nqn);
+		else
+			LOG_WARN(TGT_LOG, "cannot create subsystem nqn=%s rc=%d (%s)", p.nqn, rc,
+				 common_strerror(rc));
 		rpc_request_errorf(req, RPC_ERROR_INTERNAL, "Unable to create subsystem %s", p.nqn);
 		goto out;
 	}
@@ -547,8 +552,13 @@ static void listener_op(struct tgt *t, struct rpc_request *req, json_t *params, 
 	}
 	rc = add ? nvmf_subsystem_listener_add(s, &addr) : nvmf_subsystem_listener_remove(s, &addr);
 	if (rc) {
-		LOG_WARN(TGT_LOG, "listener %s failed nqn=%s addr=%s:%s rc=%d (%s)", add ? "add" : "remove",
-			 p.nqn, addr.traddr, addr.trsvcid, rc, common_strerror(rc));
+		if (rc == -EEXIST || rc == -ENOENT)
+			LOG_DEBUG(TGT_LOG, "listener %s: nothing to do nqn=%s addr=%s:%s rc=%d",
+				  add ? "add" : "remove", p.nqn, addr.traddr, addr.trsvcid, rc);
+		else
+			LOG_WARN(TGT_LOG, "listener %s failed nqn=%s addr=%s:%s rc=%d (%s)",
+				 add ? "add" : "remove", p.nqn, addr.traddr, addr.trsvcid, rc,
+				 common_strerror(rc));
 		INVALID_PARAMS(req);
 		goto out;
 	}
@@ -647,8 +657,12 @@ static void m_add_ns(struct rpc_request *req, json_t *params, void *ctx)
 	o.eui64 = n.eui64;
 	rc = nvmf_subsystem_ns_add(s, n.bdev_name, &o, &nsid);
 	if (rc) {
-		LOG_WARN(TGT_LOG, "cannot add namespace nqn=%s bdev=%s rc=%d (%s)", p.nqn, n.bdev_name, rc,
-			 common_strerror(rc));
+		if (rc == -EPERM || rc == -EEXIST)
+			LOG_DEBUG(TGT_LOG, "namespace not added nqn=%s bdev=%s rc=%d (%s)", p.nqn,
+				  n.bdev_name, rc, common_strerror(rc));
+		else
+			LOG_WARN(TGT_LOG, "cannot add namespace nqn=%s bdev=%s rc=%d (%s)", p.nqn,
+				 n.bdev_name, rc, common_strerror(rc));
 		INVALID_PARAMS(req);
 		goto out;
 	}
