@@ -83,13 +83,51 @@ int sq_fail(struct db *db, int rc, const char *what)
 
 int sq_prepare(struct db *db, const char *sql, sqlite3_stmt **st)
 {
-	int rc = sqlite3_prepare_v2(SQ(db)->h, sql, -1, st, NULL);
+	struct sq *s = SQ(db);
+	size_t i;
+	int rc;
 
+	for (i = 0; i < s->ncache; i++) {
+		if (!s->cache[i].busy && !strcmp(s->cache[i].sql, sql)) {
+			s->cache[i].busy = true;
+			*st = s->cache[i].st;
+			return 0;
+		}
+	}
+	rc = sqlite3_prepare_v3(s->h, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL);
 	if (rc != SQLITE_OK) {
 		*st = NULL;
 		return sq_fail(db, rc, "prepare");
 	}
+	if (s->ncache < SQ_CACHE_MAX) {
+		char *copy = mem_strdup(sql);
+
+		if (copy) { /* else simply not cached */
+			s->cache[s->ncache].sql = copy;
+			s->cache[s->ncache].st = *st;
+			s->cache[s->ncache].busy = true;
+			s->ncache++;
+		}
+	}
 	return 0;
+}
+
+void sq_release(struct db *db, sqlite3_stmt *st)
+{
+	struct sq *s = SQ(db);
+	size_t i;
+
+	if (!st)
+		return;
+	for (i = 0; i < s->ncache; i++) {
+		if (s->cache[i].st == st) {
+			sqlite3_reset(st);
+			sqlite3_clear_bindings(st);
+			s->cache[i].busy = false;
+			return;
+		}
+	}
+	sqlite3_finalize(st);
 }
 
 int sq_exec(struct db *db, const char *sql)
@@ -140,10 +178,10 @@ int sq_step_done(struct db *db, sqlite3_stmt *st, const char *what)
 	if (rc != SQLITE_DONE) {
 		int err = sq_fail(db, rc, what);
 
-		sqlite3_finalize(st);
+		sq_release(db, st);
 		return err;
 	}
-	sqlite3_finalize(st);
+	sq_release(db, st);
 	return 0;
 }
 
@@ -186,8 +224,13 @@ static void sq_close(struct db *db)
 	struct sq *s = SQ(db);
 
 	if (s) {
-		sqlite3_finalize(s->st_dv);
-		sqlite3_finalize(s->st_counter);
+		size_t i;
+
+		for (i = 0; i < s->ncache; i++) {
+			sqlite3_finalize(s->cache[i].st);
+			mem_free(s->cache[i].sql);
+		}
+		/* st_dv and st_counter live in the cache (taken, never released) */
 		sqlite3_close_v2(s->h);
 		mem_free(s->path);
 		mem_free(s);
@@ -439,12 +482,12 @@ static int collect(struct db *db, sqlite3_stmt *st, size_t elem_size, row_fn fn,
 		rc = sq_fail(db, rc, "query");
 		goto fail;
 	}
-	sqlite3_finalize(st);
+	sq_release(db, st);
 	*out = arr;
 	*count = n;
 	return 0;
 fail:
-	sqlite3_finalize(st);
+	sq_release(db, st);
 	if (post == NULL)
 		mem_free(arr);
 	else /* only lvols have a post step (hosts): release what was built */
@@ -603,10 +646,10 @@ static int sq_disk_add(struct db *db, const struct db_disk *spec, int64_t *id_ou
 		else
 			rc = db_fail(db, -EEXIST, "path %s is already used by disk '%s' of node '%s'",
 				     spec->path, other, node.name);
-		sqlite3_finalize(st);
+		sq_release(db, st);
 		goto out;
 	}
-	sqlite3_finalize(st);
+	sq_release(db, st);
 	if (rc != SQLITE_DONE) {
 		rc = sq_fail(db, rc, "add disk");
 		goto out;
@@ -882,7 +925,7 @@ static int disk_available(struct db *db, const struct db_disk *d, uint64_t *avai
 		if (want > have)
 			pending += want - have;
 	}
-	sqlite3_finalize(st);
+	sq_release(db, st);
 	if (rc != SQLITE_DONE)
 		return sq_fail(db, rc, "free space");
 	*pending_out = pending;
@@ -1263,7 +1306,7 @@ static int update_cond(struct db *db, const char *table, const char *kind, const
 			rc = db_fail(db, -ENOENT, "no %s with id %lld", kind, (long long)id);
 		else
 			rc = sq_fail(db, rc, "update");
-		sqlite3_finalize(st);
+		sq_release(db, st);
 		goto out;
 	}
 	return sq_commit(db);

@@ -9,8 +9,20 @@
 
 #include <sqlite3.h>
 
+#define SQ_CACHE_MAX 64
+
+/* Prepared statements are kept per handle (preparing the joins costs more
+ * than running them); sq_release() resets a cached one for the next use. */
+struct sq_cached {
+	char *sql;
+	sqlite3_stmt *st;
+	bool busy;
+};
+
 struct sq {
 	sqlite3 *h;
+	struct sq_cached cache[SQ_CACHE_MAX];
+	size_t ncache;
 	char *path;
 	int busy_ms;
 	sqlite3_stmt *st_dv;      /* PRAGMA data_version (cached) */
@@ -22,7 +34,10 @@ struct sq {
 
 int sq_errno(int rc);
 int sq_fail(struct db *db, int rc, const char *what);
+/* A statement for `sql` (cached); give it back with sq_release(). */
 int sq_prepare(struct db *db, const char *sql, sqlite3_stmt **st);
+/* Resets and unbinds a cached statement, finalizes any other. NULL: no-op. */
+void sq_release(struct db *db, sqlite3_stmt *st);
 int sq_exec(struct db *db, const char *sql);
 int sq_begin(struct db *db);
 int sq_commit(struct db *db);

@@ -122,11 +122,11 @@ int sq_schema_current(struct db *db, int *out)
 	rc = sqlite3_step(st);
 	if (rc != SQLITE_ROW) {
 		rc = sq_fail(db, rc, "read schema version");
-		sqlite3_finalize(st);
+		sq_release(db, st);
 		return rc;
 	}
 	*out = sqlite3_column_int(st, 0);
-	sqlite3_finalize(st);
+	sq_release(db, st);
 	return 0;
 }
 
