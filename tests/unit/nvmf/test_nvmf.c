@@ -1214,6 +1214,64 @@ static void test_connect_timeout(void **state)
 	assert_int_equal(nvmf_subsystem_destroy(s), 0);
 }
 
+static void add_listener_cnode2(void *arg)
+{
+	struct nvmf_subsystem **out = arg;
+
+	*out = make_subsys(SUBNQN2, true, NULL);
+}
+
+struct disc_aer_args {
+	int rc;
+	struct nvme_cqe aer;
+	uint64_t numrec;
+	struct nvmf_subsystem *s2;
+};
+
+static void host_disc_aer(void *arg)
+{
+	struct disc_aer_args *a = arg;
+	struct mh h;
+	struct nvme_cqe cqe;
+	uint8_t hdr[160];
+	uint32_t dl;
+	static uint8_t out[128], log[4096];
+
+	a->rc = mh_admin_up(&h, port, NVME_DISCOVERY_NQN, HOSTNQN, 0, NULL);
+	if (a->rc)
+		return;
+	struct nvme_sqe sf = { .opc = NVME_OPC_SET_FEATURES, .cdw10 = NVME_FEAT_ASYNC_EVENT_CONFIG,
+			       .cdw11 = NVME_CTRLR_OAES_DISC_CHANGE };
+	mh_cmd(&h, &sf, NULL, 0, NULL, 0, 0, NULL, 0, &cqe);
+	struct nvme_sqe aer = { .opc = NVME_OPC_ASYNC_EVENT_REQUEST, .cid = 31, .flags = NVME_SQE_FLAGS_PSDT_SGL };
+	aer.sgl1.id = NVME_SGL_ID_TRANSPORT;
+	size_t n = mh_build_capsule(&h, &aer, NULL, 0, out);
+	mh_send_all(&h, out, n);
+	on_loop(add_listener_cnode2, &a->s2);
+	if (mh_recv_pdu(&h, hdr, NULL, 0, &dl) == NVME_TCP_PDU_CAPSULE_RESP)
+		memcpy(&a->aer, hdr + 8, sizeof(a->aer));
+	struct nvme_sqe gl = { .opc = NVME_OPC_GET_LOG_PAGE, .cdw10 = NVME_LOG_DISCOVERY | (1023u << 16) };
+	if (mh_cmd(&h, &gl, NULL, 0, NULL, 0, 0, log, sizeof(log), &cqe) == 0)
+		a->numrec = nvme_get_le64(log + 8);
+	mh_close(&h);
+}
+
+static void test_discovery_change_event(void **state)
+{
+	struct nvmf_subsystem *s = make_subsys(SUBNQN, true, "Malloc0");
+	struct disc_aer_args a = { 0 };
+
+	run_host(host_disc_aer, &a);
+	assert_int_equal(a.rc, 0);
+	assert_int_equal(a.aer.cid, 31);
+	assert_int_equal(NVME_AER_TYPE(a.aer.dw0), NVME_AER_TYPE_NOTICE);
+	assert_int_equal(NVME_AER_INFO(a.aer.dw0), NVME_AER_NOTICE_DISC_LOG_CHANGE);
+	assert_int_equal(NVME_AER_LID(a.aer.dw0), NVME_LOG_DISCOVERY);
+	assert_int_equal(a.numrec, 2);
+	assert_int_equal(nvmf_subsystem_destroy(a.s2), 0);
+	assert_int_equal(nvmf_subsystem_destroy(s), 0);
+}
+
 /* ------------------------------------------------ status codes, digests */
 
 struct edge_args {
@@ -1505,6 +1563,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_resize_event_and_fua, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sqflow_disabled_and_hpda, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_connect_timeout, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_discovery_change_event, setup, teardown),
 	};
 	log_level_set(LOG_LEVEL_WARN);
 	setenv("DISKENGINE_NVMF_CONNECT_TIMEOUT_MS", "300", 1);
