@@ -6,7 +6,7 @@ import re
 import signal
 
 import helpers
-from conftest import Target, call_err, call_ok, disktgt_binary, make_sparse
+from tgt_lib import Target, call_err, call_ok, disktgt_binary, make_sparse
 
 MIB = 1 << 20
 

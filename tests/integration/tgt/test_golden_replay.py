@@ -18,7 +18,7 @@ import os
 import pytest
 
 import golden
-from conftest import Target, make_sparse
+from tgt_lib import Target, make_sparse
 
 CLUSTER = 4 << 20
 

@@ -6,7 +6,7 @@ qpairs, nvmf_get_stats, framework_get_config, bdev_get_iostat with `names`,
 clear_method."""
 import os
 
-from conftest import call_err, call_ok, make_sparse
+from tgt_lib import call_err, call_ok, make_sparse
 
 MIB = 1 << 20
 NQN = "nqn.2016-06.io.spdk:cnode7"
@@ -378,7 +378,7 @@ def test_load_config_method(target, workdir):
 
 def test_config_file_errors_fail_startup(workdir):
     import helpers
-    from conftest import disktgt_binary
+    from tgt_lib import disktgt_binary
     bad = os.path.join(workdir, "bad.json")
     with open(bad, "w") as f:
         f.write('{"subsystems": [{"subsystem": "bdev", "config": [{"method": "bdev_malloc_delete", '
@@ -442,7 +442,7 @@ def test_start_with_an_spdk_saved_config(workdir):
     """A config saved by SPDK (with its framework tunables) starts disktgt: the
     tunables disktgt has no equivalent for are skipped, the rest is applied."""
     import json
-    from conftest import Target
+    from tgt_lib import Target
     path = os.path.join(workdir, "spdk.json")
     with open(path, "w") as f:
         json.dump(SPDK_STYLE_CONFIG, f)
