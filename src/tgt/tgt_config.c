@@ -42,20 +42,28 @@ static int bdev_config(struct tgt *t, json_t *list)
 			continue;
 		a = tgt_aio_find(t, bdev_name(b));
 		if (a) {
-			rc |= add_entry(list, "bdev_aio_create",
-					json_pack("{s:s,s:i,s:s,s:b,s:b,s:b,s:s}", "name", bdev_name(b),
-						  "block_size", (int)bdev_block_size(b), "filename", a->filename,
-						  "readonly", a->readonly, "fallocate", a->fallocate,
-						  "nowait", a->nowait, "uuid", bdev_uuid(b)));
+			/* SPDK's order; block_size only when it was given at create */
+			json_t *pa = json_pack("{s:s}", "name", bdev_name(b));
+
+			if (pa && a->block_size)
+				rc |= json_object_set_new(pa, "block_size", json_integer(bdev_block_size(b)));
+			if (pa) {
+				rc |= json_object_set_new(pa, "filename", json_string(a->filename));
+				rc |= json_object_set_new(pa, "readonly", json_boolean(a->readonly));
+				rc |= json_object_set_new(pa, "fallocate", json_boolean(a->fallocate));
+				rc |= json_object_set_new(pa, "uuid", json_string(bdev_uuid(b)));
+				rc |= json_object_set_new(pa, "nowait", json_boolean(a->nowait));
+			}
+			rc |= add_entry(list, "bdev_aio_create", pa);
 		} else if (prod && !strcmp(prod, "Malloc disk")) {
 			rc |= add_entry(list, "bdev_malloc_create",
-					json_pack("{s:s,s:I,s:i,s:i,s:s,s:i,s:i,s:i,s:b,s:i}",
+					json_pack("{s:s,s:I,s:i,s:i,s:s,s:i,s:i,s:i,s:b,s:i,s:i}",
 						  "name", bdev_name(b), "num_blocks",
 						  (json_int_t)bdev_num_blocks(b), "block_size",
 						  (int)bdev_block_size(b), "physical_block_size",
 						  (int)bdev_block_size(b), "uuid", bdev_uuid(b),
 						  "optimal_io_boundary", 0, "md_size", 0, "dif_type", 0,
-						  "dif_is_head_of_md", 0, "dif_pi_format", 0));
+						  "dif_is_head_of_md", 0, "dif_pi_format", 0, "numa_id", -1));
 		}
 	}
 	rc |= add_entry(list, "bdev_wait_for_examine", NULL);
