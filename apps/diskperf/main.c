@@ -3,7 +3,7 @@
  *
  *   diskperf -r 'trtype:TCP adrfam:IPv4 traddr:IP trsvcid:PORT subnqn:NQN [hostnqn:NQN]'
  *            -q DEPTH -o BYTES -w randread|randwrite|read|write|randrw [-M READ_PERCENT]
- *            -t SECONDS [-c QUEUES]
+ *            -t SECONDS [-c QUEUES] [-H] [-I]
  *
  * One thread drives every queue pair through the host library's asynchronous
  * API: completions are reaped in batches, each one immediately resubmits, and
@@ -49,6 +49,8 @@ struct perf_opts {
 	uint32_t seconds;
 	uint32_t queues;
 	uint32_t nsid;
+	bool hdgst;
+	bool ddgst;
 };
 
 struct perf_task {
@@ -111,6 +113,7 @@ static void usage(FILE *f)
 		"  -M  percentage of reads for randrw/rw (0-100)\n"
 		"  -t  run time in seconds\n"
 		"  -c  number of I/O queue pairs (TCP connections), default 1\n"
+		"  -H  enable the NVMe/TCP header digest; -I  enable the data digest\n"
 		"  -h, --help  this text\n"
 		"\n"
 		"Prints a progress line each second and finally:\n"
@@ -217,7 +220,7 @@ static int parse_args(int argc, char **argv, struct perf_opts *o)
 	snprintf(o->trsvcid, sizeof(o->trsvcid), "4420");
 	o->queues = 1;
 	opterr = 0;
-	while ((ch = getopt_long(argc, argv, ":r:q:o:w:M:t:c:h", longopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, ":r:q:o:w:M:t:c:HIh", longopts, NULL)) != -1) {
 		uint32_t v;
 
 		switch (ch) {
@@ -271,6 +274,12 @@ static int parse_args(int argc, char **argv, struct perf_opts *o)
 		case 'c':
 			if (!parse_u32(optarg, 1, PERF_MAX_QUEUES, &o->queues))
 				return usage_error("-c must be 1..64, got '%s'", optarg);
+			break;
+		case 'H':
+			o->hdgst = true;
+			break;
+		case 'I':
+			o->ddgst = true;
 			break;
 		case 'h':
 			usage(stdout);
@@ -458,6 +467,8 @@ static int setup(struct perf *p)
 	co.kato_ms = 10000;
 	co.timeout_ms = 10000;
 	co.status_out = &status;
+	co.header_digest = p->o.hdgst;
+	co.data_digest = p->o.ddgst;
 	rc = nvme_ctrlr_connect(&co, &p->ctrlr);
 	if (rc < 0) {
 		fprintf(stderr, "diskperf: cannot connect to %s:%s subnqn %s: %s%s%s\n", p->o.traddr,

@@ -23,6 +23,15 @@ def test_workloads(nvmf_tgt, w, extra):
     assert abs(tot["mibs"] - tot["iops"] * 4096 / 1048576) <= 0.02 * tot["mibs"] + 0.01
 
 
+def test_digests(nvmf_tgt):
+    nqn = nvmf_tgt.subsystem(size_mib=16)
+    r = subprocess.run([tool("diskperf"), "-r", nvmf_tgt.trid(nqn), "-q", "4", "-o", "65536",
+                        "-w", "randrw", "-t", "1", "-H", "-I"], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert parse_total(r.stdout)["iops"] > 0
+
+
 def test_several_queues_large_io(nvmf_tgt):
     nqn = nvmf_tgt.subsystem(size_mib=32)
     r = diskperf(nvmf_tgt.trid(nqn), q=8, o=131072, w="write", t=1, c=2)
