@@ -25,9 +25,18 @@
 
 #include "harness.h"
 
-#define CS (16u * 1024)     /* cluster size */
-#define BLK 512u
-#define DEV_BYTES (8u * 1024 * 1024)
+#ifndef MODEL_CS
+#define MODEL_CS (16u * 1024)
+#endif
+#ifndef MODEL_BLK
+#define MODEL_BLK 512u
+#endif
+#ifndef MODEL_CI_DIV
+#define MODEL_CI_DIV 1      /* CI-size divisor for variants (full sizes need DISKENGINE_STRESS) */
+#endif
+#define CS MODEL_CS         /* cluster size */
+#define BLK MODEL_BLK       /* device block size */
+#define DEV_BYTES (512u * CS)  /* 512 clusters, 128 md pages (> MAXB blobs) */
 #define MAXB 48             /* model slots */
 #define MAXN 10             /* max clusters per blob */
 #define ID_UNKNOWN (UINT64_MAX - 1)
@@ -625,7 +634,7 @@ static void test_model(void **state)
 {
 	(void)state;
 	unsigned seeds = env_stress() ? 24 : 20;
-	unsigned nops = env_stress() ? 5000 : 1000;
+	unsigned nops = env_stress() ? 5000 : 1000 / MODEL_CI_DIV;
 	unsigned long total_ops = 0, checks = 0, reloads = 0;
 	for (unsigned seed = 1; seed <= seeds; seed++) {
 		struct ctx c;
@@ -664,7 +673,7 @@ static void test_model(void **state)
 static void test_crash(void **state)
 {
 	(void)state;
-	unsigned points = env_stress() ? 2500 : 600;
+	unsigned points = env_stress() ? 2500 : 600 / MODEL_CI_DIV;
 	unsigned seeds = env_stress() ? 10 : 3;
 	unsigned long done_points = 0, ops = 0, interrupted_applied = 0, interrupted_absent = 0, dirty = 0;
 	for (unsigned seed = 1; seed <= seeds; seed++) {
@@ -825,7 +834,7 @@ static uint64_t blob_key(const struct blob *b)
 static void test_crash_pipelined(void **state)
 {
 	(void)state;
-	unsigned rounds = env_stress() ? 600 : 150;
+	unsigned rounds = env_stress() ? 600 : 150 / MODEL_CI_DIV;
 	struct ctx c;
 	ctx_start(&c, 77, "pcrash");
 	uint64_t next_key = 1;
