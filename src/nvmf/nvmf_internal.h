@@ -170,6 +170,7 @@ enum nvmf_rx_state {
 
 struct nvmf_conn {
 	struct nvmf_tgt *tgt;
+	const struct nvmf_transport_opts *opts; /* cached by conn_opts() */
 	struct nvmf_conn *next, *prev; /* tgt->conns */
 	int fd;
 	struct nvmf_listen_addr local, peer;

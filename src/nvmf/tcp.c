@@ -39,13 +39,20 @@ static uint32_t tcp_digest(const void *buf, size_t len)
 	return crc32c(0, buf, len);
 }
 
+/* The TCP transport's options, looked up once per connection (transports
+ * are never destroyed while the target lives). */
 static const struct nvmf_transport_opts *conn_opts(struct nvmf_conn *conn)
 {
 	static struct nvmf_transport_opts defaults;
-	struct nvmf_transport *t = nvmf_tgt_tcp(conn->tgt);
+	struct nvmf_transport *t;
 
-	if (t)
-		return &t->opts;
+	if (conn->opts)
+		return conn->opts;
+	t = nvmf_tgt_tcp(conn->tgt);
+	if (t) {
+		conn->opts = &t->opts;
+		return conn->opts;
+	}
 	if (defaults.max_queue_depth == 0)
 		nvmf_transport_opts_init(&defaults);
 	return &defaults;
