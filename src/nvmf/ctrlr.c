@@ -419,8 +419,7 @@ static void prop_get(struct nvmf_req *req)
 		req_done(req, NVME_SCT_GENERIC, NVME_SC_INVALID_FIELD);
 		return;
 	}
-	if (!size8 && cmd->ofst != NVME_REG_CAP)
-		v &= 0xFFFFFFFFu;
+	/* only CAP is an 8-byte register; a 4-byte read of CAP gives its low half */
 	if (size8 && cmd->ofst != NVME_REG_CAP) {
 		req_done(req, NVME_SCT_GENERIC, NVME_SC_INVALID_FIELD);
 		return;

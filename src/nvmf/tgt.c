@@ -90,6 +90,8 @@ void nvmf_tgt_destroy(struct nvmf_tgt *tgt)
 		tgt->transports = t->next;
 		mem_free(t);
 	}
+	if (!tgt->conns)
+		mem_free(tgt->rbuf); /* else still used by a connection that outlived the wait */
 	mem_free(tgt);
 }
 
