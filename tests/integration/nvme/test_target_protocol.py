@@ -425,3 +425,41 @@ def test_aio_namespace_roundtrip(nvmf_tgt, tmpdir_short):
         assert f.read(4096) == b"\0" * 4096
         f.seek(32768)
         assert f.read(4096) != b"\0" * 4096       # the written pattern reached the file
+
+
+def test_subsystem_lifecycle_with_hosts(nvmf_tgt):
+    """cntlid range limits, I/O connect rules, and deleting a subsystem under connected hosts."""
+    nqn = "nqn.2026-11.io.diskengine:cntlid"
+    nvmf_tgt.call("bdev_malloc_create", {"name": "McL", "num_blocks": 2048, "block_size": 512})
+    nvmf_tgt.call("nvmf_create_subsystem", {"nqn": nqn, "allow_any_host": True,
+                                            "min_cntlid": 5, "max_cntlid": 6})
+    nvmf_tgt.call("nvmf_subsystem_add_ns", {"nqn": nqn, "namespace": {"bdev_name": "McL"}})
+    listen(nvmf_tgt.call, nqn, nvmf_tgt.port)
+    a, b, c = RawHost(nvmf_tgt.port), RawHost(nvmf_tgt.port), RawHost(nvmf_tgt.port)
+    for h in (a, b, c):
+        h.icreq()
+    assert a.connect(nqn) == (5, 0)
+    assert b.connect(nqn) == (6, 0)
+    dw0, status = c.connect(nqn)
+    assert (sct(status), sc(status)) == (1, 0x81)             # Controller Busy: range exhausted
+    # an I/O queue before CC.EN=1 is refused (IPO = QID offset), then accepted
+    q = RawHost(nvmf_tgt.port)
+    q.icreq()
+    dw0, status = q.connect(nqn, qid=1, cntlid=5)
+    assert (sct(status), sc(status)) == (1, 0x82) and dw0 == 42
+    assert a.prop_set(0x14, 0x00460001) == 0
+    assert q.connect(nqn, qid=1, cntlid=5)[1] == 0
+    q2 = RawHost(nvmf_tgt.port)
+    q2.icreq()
+    dw0, status = q2.connect(nqn, qid=1, cntlid=5)           # duplicate QID
+    assert (sct(status), sc(status)) == (1, 0x82) and dw0 == 42
+    dw0, status = q2.connect(nqn, qid=1, cntlid=5, hostnqn=OTHER_HOST)   # other host's controller
+    assert (sct(status), sc(status)) == (1, 0x82) and dw0 == (1 << 16 | 16)
+    # deleting the subsystem closes every connection of it and frees the bdev claim
+    nvmf_tgt.call("nvmf_delete_subsystem", {"nqn": nqn})
+    for h in (a, b, q):
+        assert h.closed_within(3.0)
+    bd = nvmf_tgt.call("bdev_get_bdevs", {"name": "McL"})[0]
+    assert bd["claimed"] is False
+    for h in (a, b, c, q, q2):
+        h.close()
