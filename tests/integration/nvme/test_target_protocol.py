@@ -205,7 +205,7 @@ def test_keep_alive_expiry_drops_controller(disktgt):
         assert "error" not in r, r
         return r["result"]
 
-    call("nvmf_create_transport", {"trtype": "TCP", "kas": 1, "min_kato": 300})
+    call("nvmf_create_transport", {"trtype": "TCP", "kas": 1, "min_kato": 1000})
     call("bdev_malloc_create", {"name": "M0", "num_blocks": 2048, "block_size": 512})
     nqn = "nqn.2026-11.io.diskengine:ka"
     port = free_port()
@@ -213,12 +213,13 @@ def test_keep_alive_expiry_drops_controller(disktgt):
     call("nvmf_subsystem_add_ns", {"nqn": nqn, "namespace": {"bdev_name": "M0"}})
     listen(call, nqn, port)
     silent, alive = RawHost(port), RawHost(port)
-    silent.admin_up(nqn, kato=300)
-    alive.admin_up(nqn, kato=300)
+    silent.admin_up(nqn, kato=300)                 # raised to min_kato: 1 s
+    alive.admin_up(nqn, kato=1000)
     # Get Features KATO reports the effective value
-    assert alive.cmd(0x0A, cdw10=0x0F)[0] == 300
+    assert alive.cmd(0x0A, cdw10=0x0F)[0] == 1000
+    assert silent.cmd(0x0A, cdw10=0x0F)[0] == 1000
     assert len(call("nvmf_subsystem_get_controllers", {"nqn": nqn})) == 2
-    end = time.time() + 1.0
+    end = time.time() + 1.6
     while time.time() < end:                       # `alive` keeps sending Keep Alive
         assert alive.cmd(0x18)[2] == 0
         time.sleep(0.1)

@@ -627,23 +627,24 @@ static void host_keepalive(void *arg)
 	struct mh h, alive;
 	struct nvme_cqe cqe;
 
-	a->rc = mh_admin_up(&h, port, SUBNQN, HOSTNQN, 200, NULL);
+	/* KATO 1 s: generous against scheduling delays on a loaded machine */
+	a->rc = mh_admin_up(&h, port, SUBNQN, HOSTNQN, 1000, NULL);
 	if (!a->rc)
-		a->rc = mh_admin_up(&alive, port, SUBNQN, HOSTNQN, 200, NULL);
+		a->rc = mh_admin_up(&alive, port, SUBNQN, HOSTNQN, 1000, NULL);
 	if (a->rc)
 		return;
 	on_loop(snap_ctrlrs, a->s);
 	a->ctrlrs_before = ctrlr_count;
 	a->qpairs_before = qpair_count;
-	/* `alive` sends Keep Alive every 60 ms; `h` stays silent */
-	uint64_t end = clock_mono_ms() + 700;
+	/* `alive` sends Keep Alive every 100 ms; `h` stays silent */
+	uint64_t end = clock_mono_ms() + 1600;
 	while (clock_mono_ms() < end) {
 		struct nvme_sqe ka = { .opc = NVME_OPC_KEEP_ALIVE };
 		if (mh_cmd(&alive, &ka, NULL, 0, NULL, 0, 0, NULL, 0, &cqe) != 0)
 			break;
-		host_sleep_ms(60);
+		host_sleep_ms(100);
 	}
-	a->closed = mh_wait_closed(&h, 2000);
+	a->closed = mh_wait_closed(&h, 3000);
 	a->closed_alive = mh_wait_closed(&alive, 10);
 	on_loop(snap_ctrlrs, a->s);
 	a->ctrlrs_after = ctrlr_count;
