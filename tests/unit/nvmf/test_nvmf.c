@@ -1195,8 +1195,8 @@ static void host_idle(void *arg)
 		return;
 	if (mh_admin_up(&good, port, SUBNQN, HOSTNQN, 0, NULL))
 		return;
-	a->closed_idle = mh_wait_closed(&idle, 3000);
-	a->closed_half = mh_wait_closed(&half, 3000);
+	a->closed_idle = mh_wait_closed(&idle, 6000);
+	a->closed_half = mh_wait_closed(&half, 6000);
 	a->open_connected = !mh_wait_closed(&good, 100);
 	mh_close(&idle);
 	mh_close(&half);
@@ -1208,7 +1208,7 @@ static void test_connect_timeout(void **state)
 	struct nvmf_subsystem *s = make_subsys(SUBNQN, true, "Malloc0");
 	struct idle_args a = { 0 };
 
-	run_host(host_idle, &a); /* DISKENGINE_NVMF_CONNECT_TIMEOUT_MS=300 (main) */
+	run_host(host_idle, &a); /* DISKENGINE_NVMF_CONNECT_TIMEOUT_MS=1500 (main) */
 	assert_int_equal(a.closed_idle, 1);
 	assert_int_equal(a.closed_half, 1);
 	assert_true(a.open_connected);
@@ -1469,20 +1469,15 @@ static void arm_fault(void *arg)
 		mem_fault_set(n);
 }
 
-static int faulty_session(void)
+static int faulty_session(int timeout_ms)
 {
 	struct mh adm, q;
 	struct nvme_cqe cqe;
-	struct timeval tv = { .tv_usec = 300000 };
+	struct timeval tv = { .tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000 };
 	uint16_t cntlid = 0;
 	static uint8_t data[8192], rd[8192];
 	int rc;
 
-	rc = mh_open(&adm, port);
-	if (rc)
-		return rc;
-	setsockopt(adm.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	mh_close(&adm);
 	rc = mh_admin_up(&adm, port, SUBNQN, HOSTNQN, 0, &cntlid);
 	if (rc) {
 		mh_close(&adm);
@@ -1517,7 +1512,7 @@ static void host_faulty(void *arg)
 
 	for (long n = 0; n < 150; n++) {
 		on_loop(arm_fault, (void *)(intptr_t)n);
-		int rc = faulty_session();
+		int rc = faulty_session(300);
 		on_loop(arm_fault, (void *)(intptr_t)-1);
 		if (rc)
 			a->failed++;
@@ -1525,7 +1520,7 @@ static void host_faulty(void *arg)
 			a->ok++;
 	}
 	/* after the faults, a clean session works */
-	if (faulty_session() == 0)
+	if (faulty_session(5000) == 0)
 		a->ok += 1000;
 }
 
@@ -1567,7 +1562,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_discovery_change_event, setup, teardown),
 	};
 	log_level_set(LOG_LEVEL_WARN);
-	setenv("DISKENGINE_NVMF_CONNECT_TIMEOUT_MS", "300", 1);
+	setenv("DISKENGINE_NVMF_CONNECT_TIMEOUT_MS", "1500", 1);
 	if (getenv("NVMF_TEST_FILTER"))
 		cmocka_set_test_filter(getenv("NVMF_TEST_FILTER"));
 	return cmocka_run_group_tests(tests, NULL, NULL);
