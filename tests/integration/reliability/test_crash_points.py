@@ -1,8 +1,10 @@
 """Agent crash-point matrix (issue 9): every name `diskengine --list-crash-points`
 prints is armed with DISKENGINE_CRASH_AT in a node of its own (own sockets, DB,
 disk file, NVMe/TCP port); one workload that passes every point is driven
-through diskctl (create thick/thin, resize with zeroing, snapshot, clone,
-target restart for re-export, delete clone/snapshot/lvol). The agent must exit
+through diskctl (a thick lvol filled with a pattern through NVMe/TCP and
+deleted, create thick/thin, resize with zeroing over the stale clusters and
+a check that the grown region reads zero, snapshot, clone, target restart
+for re-export, delete clone/snapshot/lvol). The agent must exit
 with code 86 at the point; it is restarted without the variable and the node
 must converge: every row terminal, every READY lvol in the target with its
 size and exported, no lvol without a row, DB free == target free, no open
@@ -15,16 +17,19 @@ import concurrent.futures
 import os
 import shutil
 import signal
+import subprocess
 import time
 
 import pytest
 
 import helpers
 from reliability_lib import (CRASH_EXIT, STRESS, MiB, Node, crash_points, record, require,  # noqa: F401
-                      tail)
+                             tail, tool)
 
+HOST = "nqn.2014-08.org.nvmexpress:uuid:0c6d9a5e-1c1b-4d53-9a0f-6b1bcbdc0001"
 PARALLEL = int(os.environ.get("DISKENGINE_CRASH_PARALLEL", "3"))
-# 16 MiB of zeroing in 4 MiB chunks: resize.after_zero_chunk is reached 4 times.
+# 12 MiB of zeroing in 4 MiB chunks (+8 MiB for the second lvol): resize.after_zero_chunk
+# is reached several times.
 AGENT_CONFIG = "zero_chunk = 4MiB\n"
 
 
@@ -76,17 +81,33 @@ class CrashRun:
         rows = [r for r in self.n.lvol_rows() if r["state"] == "READY"]
         return all(r["nqn"] in subs for r in rows)
 
+    def nvmeio(self, lvol_id, *cmd):
+        row = [r for r in self.n.lvol_rows() if r["id"] == lvol_id][0]
+        trid = "traddr:127.0.0.1 trsvcid:%d subnqn:%s hostnqn:%s" % (self.n.port, row["nqn"], HOST)
+        p = subprocess.run([tool("nvmeio"), "-r", trid, "--timeout", "10000"] + list(cmd),
+                           capture_output=True, text=True, timeout=120)
+        if p.returncode != 0:
+            raise RuntimeError("nvmeio %s on lvol %d: %s" % (" ".join(cmd), lvol_id, p.stderr.strip()))
+
     def workload(self):
         n = self.n
         n.start_agent(env=self.arm_env())
         self.wait(lambda: n.disk_row()["lvstore_state"] == "loaded", "lvstore loaded")
-        a = n.ctl_id("lvol", "create", "--disk", "d1", "--size", "8MiB")
-        b = n.ctl_id("lvol", "create", "--disk", "d1", "--size", "16MiB", "--thin",
-                     "--host", "nqn.2014-08.org.nvmexpress:uuid:0c6d9a5e-1c1b-4d53-9a0f-6b1bcbdc0001")
+        # a thick lvol full of a pattern, deleted: its clusters go to the next lvols
+        p = n.ctl_id("lvol", "create", "--disk", "d1", "--size", "16MiB", "--host", HOST)
+        self.wait_lvol(p, "READY")
+        self.nvmeio(p, "write", "0", str(16 * MiB), "77")
+        n.ctl("lvol", "delete", p)
+        self.wait_lvol(p, "DELETED")
+        a = n.ctl_id("lvol", "create", "--disk", "d1", "--size", "4MiB", "--host", HOST)
+        b = n.ctl_id("lvol", "create", "--disk", "d1", "--size", "16MiB", "--thin", "--host", HOST)
         self.wait_lvol(a, "READY")
         self.wait_lvol(b, "READY")
-        n.ctl("lvol", "resize", a, "--size", "24MiB")
+        n.ctl("lvol", "resize", a, "--size", "16MiB")
         self.wait_lvol(a, "READY")
+        # the grown region (3 zero chunks of 4 MiB, over the deleted lvol's pattern)
+        # must read zero whatever crashed in between (issue 8)
+        self.nvmeio(a, "check-zero", str(4 * MiB), str(12 * MiB))
         s = n.ctl_id("snapshot", "create", b)
         self.wait_snap(s, "READY")
         c = n.ctl_id("clone", "create", s)
@@ -179,7 +200,7 @@ def test_crash_point_names_are_listed_and_stable():
 
 def test_crash_point_matrix():
     """All points, one pass (count 1), in parallel nodes."""
-    require("disktgt", "diskengine", "diskctl")
+    require("disktgt", "diskengine", "diskctl", "nvmeio")
     run_matrix([(p, 1) for p in crash_points()])
 
 
@@ -187,7 +208,7 @@ def test_crash_point_matrix():
 def test_crash_point_matrix_repeated():
     """Every point at counts 1..3, twice: the 2nd/3rd pass of a point hits other
     lvols, zero chunks and ticks."""
-    require("disktgt", "diskengine", "diskctl")
+    require("disktgt", "diskengine", "diskctl", "nvmeio")
     cases = [(p, c) for p in crash_points() for c in (1, 2, 3)]
     run_matrix(cases)
     run_matrix(cases)
@@ -196,7 +217,7 @@ def test_crash_point_matrix_repeated():
 def test_crash_run_detects_a_point_never_reached():
     """The matrix can fail: a point armed at a count the workload never reaches is
     reported as not-reached instead of passing silently."""
-    require("disktgt", "diskengine", "diskctl")
+    require("disktgt", "diskengine", "diskctl", "nvmeio")
     outcome, detail, _ = run_point("disk.after_lvstore_create", 50, report=False)
     assert outcome == "not-reached", (outcome, detail)
 
