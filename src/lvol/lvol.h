@@ -62,6 +62,8 @@
 struct lvol_store;
 struct lvol;
 
+/* Accepted for SPDK compatibility and currently ignored: clusters are not
+ * cleared when an lvol is deleted (the agent zeroes what it hands out). */
 enum lvol_clear_method {
 	LVOL_CLEAR_DEFAULT = 0, /* lvstore: unmap; lvol: unmap */
 	LVOL_CLEAR_NONE,
