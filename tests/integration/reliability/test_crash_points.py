@@ -117,10 +117,12 @@ class CrashRun:
         self.wait_lvol(e, "READY")
         n.ctl("lvol", "resize", e, "--size", "12MiB")
         self.wait_lvol(e, "READY")
-        # target restart: nvmf config is lost, the agent re-ensures the disk and re-exports.
-        # SIGKILL, not SIGTERM: disktgt can crash serving an RPC during its clean
-        # shutdown (REQUEST-C-from-F.md; test_target_faults.py has the xfail case).
-        n.stop_target(signal.SIGKILL)
+        # target restart (clean: SIGTERM while the agent polls it, which is how
+        # 68b9d91's shutdown crash was found): nvmf config is lost, the agent
+        # re-ensures the disk and re-exports. test_target_kill.py does SIGKILL.
+        rc = n.stop_target(signal.SIGTERM)
+        if rc != 0:
+            raise RuntimeError("disktgt exited %s on SIGTERM:\n%s" % (rc, tail(n.tgt_runs[-1].log_path)))
         n.start_target()
         self.wait(self.exported, "re-export after target restart")
         n.ctl("lvol", "delete", c)
