@@ -482,7 +482,7 @@ static void test_timeout(void **state)
 	t0 = clock_mono_ms();
 	assert_int_equal(nvme_ns_read(c, 1, 0, buf, sizeof(buf), 200), -ETIMEDOUT);
 	assert_true(clock_mono_ms() - t0 >= 190);
-	assert_true(clock_mono_ms() - t0 < 2000);
+	assert_true(clock_mono_ms() - t0 < 5000); /* generous: loaded CI machines */
 	/* the queue is unusable afterwards, and says so */
 	assert_int_equal(nvme_ns_read(c, 1, 0, buf, sizeof(buf), 200), -ETIMEDOUT);
 	tgt.mode = FAKE_NORMAL;
@@ -532,7 +532,7 @@ static void test_keep_alive(void **state)
 	ka0 = tgt.ka_count;
 	usleep(60 * 1000);
 	assert_int_equal(nvme_ctrlr_poll_admin(c), 0);
-	for (int i = 0; i < 500 && tgt.ka_count == ka0; i++) {
+	for (uint64_t t0 = clock_mono_ms(); tgt.ka_count == ka0 && clock_mono_ms() - t0 < 10000;) {
 		usleep(2000);
 		assert_int_equal(nvme_ctrlr_poll_admin(c), 0);
 	}
