@@ -992,6 +992,41 @@ static void test_change_counter(void **state)
 	db_close(other);
 }
 
+/* A long-lived reader (an agent loop polling with cached statements) must
+ * not pin a read transaction: otherwise checkpoints cannot restart the WAL
+ * and it grows without bound while another handle writes. */
+static void test_cached_reader_does_not_pin_wal(void **state)
+{
+	struct fx *f = *state;
+	struct db_lvol_spec s = { .disk = "d1", .size = MiB, .thin = true };
+	struct db *reader = NULL;
+	struct db_lvol *arr = NULL;
+	struct db_lvol l;
+	struct stat sb;
+	char wal[160];
+	uint64_t c = 0;
+	size_t n = 0;
+	int64_t id = 0;
+	int i;
+
+	add_node_disk(f->db);
+	assert_int_equal(db_open(f->path, &reader), 0);
+	for (i = 0; i < 3000; i++) {
+		assert_int_equal(db_lvol_create(f->db, &s, &id), 0);
+		if (i % 10 == 0) {
+			assert_int_equal(db_changes_since(reader, c, &c), 1);
+			assert_int_equal(db_lvol_list_by_state(reader, "n1", DB_LVOL_READY, &arr, &n), 0);
+			db_lvol_list_free(arr, n);
+			assert_int_equal(db_lvol_get(reader, id, &l), 0);
+			db_lvol_clear(&l);
+		}
+	}
+	snprintf(wal, sizeof(wal), "%s-wal", f->path);
+	assert_int_equal(stat(wal, &sb), 0);
+	assert_true(sb.st_size < 16 * (off_t)MiB); /* ~4 MiB: the WAL was restarted */
+	db_close(reader);
+}
+
 /* ----------------------------------------------------- lock contention */
 
 struct holder {
@@ -1174,6 +1209,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_snapshots_and_clones, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_events_dedup, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_change_counter, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cached_reader_does_not_pin_wal, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_busy_timeout_error, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_busy_retried, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_alloc_faults, setup, teardown),
