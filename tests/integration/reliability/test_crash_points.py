@@ -156,7 +156,9 @@ def run_point(point, count, report=True):
         if outcome == "ok":
             v = n.wait_converged(timeout=30)
             if not r.crashed:
-                outcome, detail = "not-reached", "the workload never passed %s:%d" % (point, count)
+                outcome, detail = "not-reached", ("the workload never passed %s:%d (a new crash "
+                                                  "point? add a step that reaches it to "
+                                                  "CrashRun.workload)" % (point, count))
             elif v:
                 outcome, detail = "violations", "; ".join(v)
         problems = n.close()
