@@ -13,7 +13,6 @@
  * table (rpc_server_call_local), in order, waiting for each completion.
  */
 #include <errno.h>
-#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -256,6 +255,7 @@ struct loader {
 	int code;         /* first failure (JSON-RPC code), 0 = ok */
 	char message[256];
 	struct rpc_request *req; /* load_config request, NULL for -c */
+	bool abandoned;          /* -c gave up waiting: the loader frees itself */
 };
 
 /* Methods SPDK writes into configs that disktgt has no equivalent for; they
@@ -304,8 +304,13 @@ static void loader_step(struct loader *l);
 static void loader_finish(struct loader *l)
 {
 	l->done = true;
-	if (!l->req)
+	if (!l->req && !l->abandoned)
 		return; /* tgt_config_load() polls `done` */
+	if (!l->req) {
+		json_decref(l->config);
+		mem_free(l);
+		return;
+	}
 	if (l->code)
 		rpc_request_error(l->req, l->code, l->message);
 	else
@@ -398,38 +403,47 @@ static void loader_step(struct loader *l)
 
 int tgt_config_load(struct tgt *t, const char *path)
 {
-	struct loader l = { 0 };
+	struct loader *l;
 	json_error_t jerr;
 	uint64_t deadline = clock_mono_ms() + 600000;
+	json_t *config;
 	int rc = 0;
 
-	l.t = t;
-	l.config = json_load_file(path, 0, &jerr);
-	if (!l.config) {
+	config = json_load_file(path, 0, &jerr);
+	if (!config) {
 		LOG_ERROR(TGT_LOG, "config: cannot parse file=%s line=%d error=\"%s\"", path, jerr.line,
 			  jerr.text);
 		return access(path, R_OK) ? -errno : -EINVAL;
 	}
-	if (validate_config(l.config)) {
+	if (validate_config(config)) {
 		LOG_ERROR(TGT_LOG, "config: file=%s is not {\"subsystems\":[{subsystem, config}]}", path);
-		json_decref(l.config);
+		json_decref(config);
 		return -EINVAL;
 	}
-	loader_step(&l);
-	while (!l.done && clock_mono_ms() < deadline)
-		ev_loop_run_once(t->loop, 100);
-	if (!l.done) {
-		/* A handler still holds &l: we cannot return safely. */
-		LOG_ERROR(TGT_LOG, "config: file=%s timed out", path);
-		abort();
+	l = mem_zalloc(sizeof(*l));
+	if (!l) {
+		json_decref(config);
+		return -ENOMEM;
 	}
-	if (l.code) {
-		LOG_ERROR(TGT_LOG, "config: file=%s failed code=%d message=\"%s\"", path, l.code, l.message);
-		rc = l.code < 0 && l.code > -4096 ? l.code : -EINVAL;
+	l->t = t;
+	l->config = config;
+	loader_step(l);
+	while (!l->done && clock_mono_ms() < deadline)
+		ev_loop_run_once(t->loop, 100);
+	if (!l->done) {
+		/* An entry still runs and holds the loader: it frees itself when done. */
+		LOG_ERROR(TGT_LOG, "config: file=%s timed out", path);
+		l->abandoned = true;
+		return -ETIMEDOUT;
+	}
+	if (l->code) {
+		LOG_ERROR(TGT_LOG, "config: file=%s failed code=%d message=\"%s\"", path, l->code, l->message);
+		rc = l->code < 0 && l->code > -4096 ? l->code : -EINVAL;
 	} else {
 		LOG_INFO(TGT_LOG, "config loaded file=%s", path);
 	}
-	json_decref(l.config);
+	json_decref(l->config);
+	mem_free(l);
 	return rc;
 }
 
