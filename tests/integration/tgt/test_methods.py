@@ -535,3 +535,35 @@ def test_controllers_qpairs_and_stats_with_a_connected_host(target, workdir):
     assert st["admin_qpairs"] >= 1 and st["io_qpairs"] >= 2 and st["completed_nvme_io"] > 0
     io = call_ok(c, "bdev_get_iostat", {"names": ["M"]})["bdevs"][0]
     assert io["num_read_ops"] > 0
+
+
+def test_pipelined_lvol_operations_keep_order(target, workdir):
+    """128 requests in flight on one connection (as the bench and busy agents
+    do): every reply comes back once, in request order, and the store agrees."""
+    import json
+    # 1 MiB clusters: one metadata page per cluster (SPDK's default ratio) bounds
+    # the number of lvols, 512 of them here
+    c, _, uuid = setup_store(target, workdir, size=512 * MIB, cluster=MIB)
+    n = 300
+    reqs = []
+    for i in range(n):
+        reqs.append({"jsonrpc": "2.0", "id": 1000 + i, "method": "bdev_lvol_create",
+                     "params": {"lvol_name": "p%d" % i, "size_in_mib": 1, "thin_provision": True,
+                                "lvs_name": "lvs0"}})
+    reqs.append({"jsonrpc": "2.0", "id": 1000 + n, "method": "bdev_lvol_create",
+                 "params": {"lvol_name": "p0", "size_in_mib": 1, "lvs_name": "lvs0"}})   # duplicate
+    sent = got = 0
+    replies = []
+    while got < len(reqs):
+        while sent < len(reqs) and sent - got < 128:
+            c.send_raw(json.dumps(reqs[sent]))
+            sent += 1
+        r, _ = c.recv_value()
+        replies.append(r)
+        got += 1
+    assert [r["id"] for r in replies] == [q["id"] for q in reqs]
+    assert all("result" in r for r in replies[:n])
+    assert replies[n]["error"] == {"code": -17, "message": "File exists"}
+    lvols = call_ok(c, "bdev_lvol_get_lvols", {"lvs_uuid": uuid})
+    assert [lv["name"] for lv in lvols] == ["p%d" % i for i in range(n)]
+    assert [lv["uuid"] for lv in lvols] == [r["result"] for r in replies[:n]]
