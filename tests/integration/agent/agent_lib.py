@@ -9,7 +9,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -287,3 +286,24 @@ def wait_free_synced(node, timeout=10):
 def open_events(node, kind=None, obj=None):
     return [e for e in node.events(all_=True)
             if (kind is None or e["kind"] == kind) and (obj is None or e["object"] == obj)]
+
+
+_probe = {}
+
+
+def disktgt_missing():
+    """The agent's methods disktgt lacks (probed once per session); None when
+    disktgt is not built."""
+    require("fake")
+    if "missing" not in _probe:
+        try:
+            require("disktgt")
+        except pytest.skip.Exception:
+            _probe["missing"] = None
+            return None
+        d = helpers.short_tmpdir("de-probe-")
+        try:
+            _probe["missing"] = disktgt_missing_methods(d)
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
+    return _probe["missing"]

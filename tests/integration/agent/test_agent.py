@@ -1,8 +1,8 @@
 """Issue 6 acceptance: the agent's loops against a real target process
 (the fake SPDK target and disktgt), driven through diskctl, with crash
 points and target faults."""
+import concurrent.futures
 import os
-import signal
 import statistics
 import subprocess
 import time
@@ -10,7 +10,7 @@ import time
 import pytest
 
 import helpers
-from agent_lib import Node, assert_converged, open_events, our_lvols, wait_free_synced  # noqa: F401
+from agent_lib import assert_converged, free_port, open_events, our_lvols
 
 STRESS = bool(os.environ.get("DISKENGINE_STRESS"))
 
@@ -18,9 +18,12 @@ STRESS = bool(os.environ.get("DISKENGINE_STRESS"))
 # ------------------------------------------------------------------ basics
 
 def test_create_many_mixed(node):
-    n = 200 if node.kind == "disktgt" or STRESS else 120
+    n = 200 if node.kind == "disktgt" or STRESS else 40
     node.start_agent()
-    ids = [node.create("8MiB" if i % 2 else "64MiB", thin=bool(i % 2 == 0)) for i in range(n)]
+    # Four operators at once (diskctl processes), as fast as they can.
+    with concurrent.futures.ThreadPoolExecutor(4) as ex:
+        ids = list(ex.map(lambda i: node.create("8MiB" if i % 2 else "64MiB", thin=bool(i % 2 == 0)),
+                          range(n)))
     node.wait_all("READY", timeout=120)
     for r in node.lvols():
         assert r["uuid"] and r["nqn"] and r["real_size"] >= r["size"], r
@@ -203,7 +206,7 @@ def test_interface_listener_and_stale_listener_removed(node):
     i = node.create("8MiB", wait=True)
     nqn = node.lvol(i)["nqn"]
     node.rpc_ok("nvmf_subsystem_add_listener", {"nqn": nqn, "listen_address": {
-        "trtype": "TCP", "adrfam": "IPv4", "traddr": "127.0.0.1", "trsvcid": str(port + 7)}})
+        "trtype": "TCP", "adrfam": "IPv4", "traddr": "127.0.0.1", "trsvcid": str(free_port())}})
     node.rpc_ok("nvmf_subsystem_remove_listener", {"nqn": nqn, "listen_address": {
         "trtype": "TCP", "adrfam": "IPv4", "traddr": "127.0.0.1", "trsvcid": str(port)}})
     helpers.wait_for(lambda: [(a["traddr"], a["trsvcid"]) for a in node.subsystems()[nqn]["listen_addresses"]]
@@ -215,7 +218,7 @@ def test_disk_by_interface(node):
     img = node.disk_file + ".lo"
     with open(img, "wb") as f:
         f.truncate(1 << 30)
-    port = node.port + 1
+    port = free_port()
     node.ctl("disk", "add", "dlo", "--node", "n1", "--file", img, "--interface", "lo", "--port", port)
     node.start_agent()
     i = int(node.ctl("lvol", "create", "--disk", "dlo", "--size", "8MiB", "--wait=20").stdout.split()[0])

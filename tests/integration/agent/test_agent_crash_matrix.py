@@ -18,7 +18,7 @@ import subprocess
 import pytest
 
 import helpers
-from agent_lib import Node, assert_converged, disktgt_missing_methods, open_events, require
+from agent_lib import Node, assert_converged, disktgt_missing, open_events, require
 
 STRESS = bool(os.environ.get("DISKENGINE_STRESS"))
 # Points that need the target's NVMe/TCP data path (zeroing a thick grow).
@@ -32,15 +32,7 @@ def crash_points():
 
 
 def pick_kind():
-    try:
-        require("disktgt")
-    except pytest.skip.Exception:
-        return "fake"
-    d = helpers.short_tmpdir("de-probe-")
-    try:
-        return "fake" if disktgt_missing_methods(d) else "disktgt"
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
+    return "disktgt" if disktgt_missing() == [] else "fake"
 
 
 class Run:
