@@ -594,33 +594,50 @@ static json_t *load_big_numbers(const char *text, size_t len)
 	return v;
 }
 
+int json_decode_value(const char *text, size_t len, json_t **out)
+{
+	json_error_t jerr;
+	json_t *v;
+
+	*out = NULL;
+	v = json_loadb(text, len, JSON_DECODE_ANY, &jerr);
+	if (!v && json_error_code(&jerr) == json_error_numeric_overflow)
+		v = load_big_numbers(text, len);
+	if (!v) {
+		if (json_error_code(&jerr) == json_error_out_of_memory)
+			return -ENOMEM;
+		/* Grammar was fine but jansson refused it: invalid UTF-8, a \u0000
+		 * escape. */
+		return -EINVAL;
+	}
+	*out = v;
+	return 0;
+}
+
 int json_framer_next(struct json_framer *f, json_t **out, const char **raw, size_t *raw_len)
 {
 	size_t start = 0, end = 0;
-	json_error_t jerr;
-	json_t *v;
 	int rc;
 
 	*out = NULL;
 	rc = framer_take(f, &start, &end);
 	if (rc != 1)
 		return rc;
-	v = json_loadb(f->buf + start, end - start, JSON_DECODE_ANY, &jerr);
-	if (!v && json_error_code(&jerr) == json_error_numeric_overflow)
-		v = load_big_numbers(f->buf + start, end - start);
-	if (!v) {
-		if (json_error_code(&jerr) == json_error_out_of_memory)
-			return -ENOMEM;
-		/* Grammar was fine but jansson refused it: invalid UTF-8, a \u0000
-		 * escape, a real beyond double range. */
-		f->error = -EINVAL;
-		return f->error;
-	}
+	rc = json_decode_value(f->buf + start, end - start, out);
+	if (rc == -EINVAL)
+		f->error = rc;
+	if (rc)
+		return rc;
 	if (raw)
 		*raw = f->buf + start;
 	if (raw_len)
 		*raw_len = end - start;
 	framer_advance(f, end);
-	*out = v;
 	return 1;
+}
+
+int json_framer_fail(struct json_framer *f)
+{
+	f->error = -EINVAL;
+	return f->error;
 }

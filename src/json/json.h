@@ -75,6 +75,12 @@ int json_framer_next(struct json_framer *f, json_t **out, const char **raw, size
  * extra checks, UTF-8 and integer range, are not made). Valid until the next
  * call on the framer. */
 int json_framer_next_raw(struct json_framer *f, const char **raw, size_t *raw_len);
+/* Parses one value's text the way json_framer_next() does (numbers beyond
+ * jansson's range included). 0 with *out (caller owns), -EINVAL, -ENOMEM. */
+int json_decode_value(const char *text, size_t len, json_t **out);
+/* Marks the stream invalid (sticky -EINVAL), for a caller of
+ * json_framer_next_raw() whose own parse of the value failed. Returns -EINVAL. */
+int json_framer_fail(struct json_framer *f);
 /* Bytes buffered but not yet returned as a value (whitespace included). */
 size_t json_framer_pending(const struct json_framer *f);
 /* Sticky error (-EINVAL, -EMSGSIZE) or 0. */

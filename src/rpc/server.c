@@ -655,59 +655,269 @@ unsigned rpc_request_flags(const struct rpc_request *req)
 	return req->flags;
 }
 
-/* Validates one request object like SPDK's parse_single_request and
- * dispatches it. Always completes or hands over the request. */
-static void request_handle(struct rpc_server *s, struct rpc_request *req, json_t *v)
+/* The parts of a request object that matter (references, or NULL). */
+struct req_parts {
+	json_t *method;
+	json_t *id;
+	json_t *params; /* NULL when absent or null */
+};
+
+static void parts_release(struct req_parts *p)
+{
+	json_decref(p->method);
+	json_decref(p->id);
+	json_decref(p->params);
+	memset(p, 0, sizeof(*p));
+}
+
+/*
+ * Checks a parsed request object the way SPDK's parse_single_request does.
+ * Returns true if valid. When invalid, p->id is set only if SPDK would echo
+ * it (its checks run in the order jsonrpc, method, id, params).
+ */
+static bool envelope_from_json(json_t *v, struct req_parts *p)
 {
 	json_t *version, *method, *id, *params;
-	struct rpc_method *m;
 	const char *key;
 	json_t *val;
 
 	if (!json_is_object(v))
-		goto invalid;
+		return false;
 	json_object_foreach(v, key, val) {
 		if (strcmp(key, "jsonrpc") && strcmp(key, "method") && strcmp(key, "params") &&
 		    strcmp(key, "id"))
-			goto invalid;
+			return false;
 	}
 	version = json_object_get(v, "jsonrpc");
 	if (version && (!json_is_string(version) || strcmp(json_string_value(version), "2.0")))
-		goto invalid;
+		return false;
 	method = json_object_get(v, "method");
 	if (!json_is_string(method))
-		goto invalid;
+		return false;
 	id = json_object_get(v, "id");
 	if (id) {
 		if (!json_is_string(id) && !json_is_number(id) && !json_is_null(id))
-			goto invalid;
-		req->id = json_incref(id);
+			return false;
+		p->id = json_incref(id);
 	}
 	params = json_object_get(v, "params");
 	if (json_is_null(params))
 		params = NULL;
 	if (params && !json_is_object(params) && !json_is_array(params))
-		goto invalid;
-	req->method_json = json_incref(method);
-	req->method = json_string_value(method);
+		return false;
+	p->method = json_incref(method);
+	p->params = json_incref(params);
+	return true;
+}
+
+/* ---- fast path: the common request shapes without building the envelope */
+
+/* Tests only: force every request through the full parse (differential fuzzing). */
+bool rpc_server_no_fast_path;
+
+static const char *skip_ws(const char *p, const char *e)
+{
+	while (p < e && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+		p++;
+	return p;
+}
+
+/* End of the value starting at p in grammar-checked text. */
+static const char *skip_value(const char *p, const char *e)
+{
+	bool in_str = false;
+	int depth = 0;
+
+	for (; p < e; p++) {
+		char c = *p;
+
+		if (in_str) {
+			if (c == '\\') {
+				p++;
+			} else if (c == '"') {
+				in_str = false;
+				if (depth == 0)
+					return p + 1;
+			}
+			continue;
+		}
+		if (c == '"') {
+			in_str = true;
+		} else if (c == '{' || c == '[') {
+			depth++;
+		} else if (c == '}' || c == ']') {
+			if (depth == 0)
+				return p;
+			if (--depth == 0)
+				return p + 1;
+		} else if (depth == 0 && (c == ',' || c == ' ' || c == '\t' || c == '\n' || c == '\r')) {
+			return p;
+		}
+	}
+	return p;
+}
+
+/* A string value without escapes: its content, or NULL. */
+static bool plain_string(const char *v, size_t n, const char **s, size_t *len)
+{
+	if (n < 2 || v[0] != '"' || v[n - 1] != '"' || memchr(v, '\\', n))
+		return false;
+	*s = v + 1;
+	*len = n - 2;
+	return true;
+}
+
+/*
+ * The envelope of a request object read straight from its text: only the
+ * params value goes through a full JSON parse. Handles the valid requests
+ * of ordinary shape (known keys once each, no escapes in jsonrpc/method/id,
+ * integer or string ids); returns false for anything else, with nothing
+ * allocated, and the caller takes the full path, which gives the same result.
+ */
+static bool envelope_fast(const char *raw, size_t len, struct req_parts *p)
+{
+	static const char *const keys[] = { "jsonrpc", "method", "id", "params" };
+	const char *e = raw + len, *cur = raw + 1;
+	const char *vs[4] = { NULL }, *ve[4] = { NULL };
+	const char *mstr, *str;
+	size_t mlen, slen;
+
+	if (rpc_server_no_fast_path || len < 2 || raw[0] != '{')
+		return false;
+	for (;;) {
+		const char *k, *kend;
+		size_t klen;
+		int i;
+
+		cur = skip_ws(cur, e);
+		if (cur >= e || *cur == '}')
+			break;
+		if (*cur != '"')
+			return false;
+		k = cur + 1;
+		kend = memchr(k, '"', (size_t)(e - k));
+		if (!kend || memchr(k, '\\', (size_t)(kend - k)))
+			return false;
+		klen = (size_t)(kend - k);
+		for (i = 0; i < 4; i++)
+			if (strlen(keys[i]) == klen && memcmp(keys[i], k, klen) == 0)
+				break;
+		if (i == 4 || vs[i])
+			return false; /* unknown or repeated key: the full path decides */
+		cur = skip_ws(kend + 1, e);
+		if (cur >= e || *cur != ':')
+			return false;
+		cur = skip_ws(cur + 1, e);
+		vs[i] = cur;
+		ve[i] = skip_value(cur, e);
+		cur = skip_ws(ve[i], e);
+		if (cur < e && *cur == ',')
+			cur++;
+	}
+	if (vs[0] && (ve[0] - vs[0] != 5 || memcmp(vs[0], "\"2.0\"", 5)))
+		return false;
+	if (!vs[1] || !plain_string(vs[1], (size_t)(ve[1] - vs[1]), &mstr, &mlen))
+		return false;
+	if (vs[2]) {
+		size_t n = (size_t)(ve[2] - vs[2]);
+		const char *q = vs[2] + (vs[2][0] == '-');
+
+		if (n == 4 && memcmp(vs[2], "null", 4) == 0) {
+			p->id = json_null();
+		} else if (plain_string(vs[2], n, &str, &slen)) {
+			p->id = json_stringn(str, slen);
+			if (!p->id)
+				goto fail;
+		} else if (q < ve[2] && n <= 18 && strspn(q, "0123456789") >= (size_t)(ve[2] - q)) {
+			p->id = json_integer(strtoll(vs[2], NULL, 10));
+			if (!p->id)
+				goto fail;
+		} else {
+			return false;
+		}
+	}
+	p->method = json_stringn(mstr, mlen);
+	if (!p->method)
+		goto fail;
+	if (vs[3]) {
+		size_t n = (size_t)(ve[3] - vs[3]);
+
+		if (n == 4 && memcmp(vs[3], "null", 4) == 0)
+			return true;
+		if (vs[3][0] != '{' && vs[3][0] != '[')
+			goto fail;
+		if (json_decode_value(vs[3], n, &p->params))
+			goto fail;
+	}
+	return true;
+fail:
+	parts_release(p);
+	return false;
+}
+
+/* Dispatches a validated request (takes the references in p). */
+static void request_dispatch(struct rpc_server *s, struct rpc_request *req, struct req_parts *p)
+{
+	json_t *params = p->params;
+	struct rpc_method *m;
+
+	req->id = p->id;
+	req->method_json = p->method;
+	req->method = json_string_value(p->method);
+	memset(p, 0, sizeof(*p));
 	LOG_DEBUG(MOD, "request method=%s", req->method);
 	if (s->hook && s->hook(req, req->method, params, s->hook_ctx))
-		return;
+		goto out;
 	m = method_find(s, req->method);
 	if (!m) {
 		rpc_request_error(req, RPC_ERROR_METHOD_NOT_FOUND, RPC_MSG_METHOD_NOT_FOUND);
-		return;
+		goto out;
 	}
 	if ((m->flags & RPC_FLAG_NO_PARAMS) && params) {
 		rpc_request_errorf(req, RPC_ERROR_INVALID_PARAMS, "%s method requires no parameters",
 				   m->name);
-		return;
+		goto out;
 	}
 	m->fn(req, params, m->ctx);
-	return;
+out:
+	json_decref(params);
+}
 
-invalid:
+/* Validates one parsed request object like SPDK's parse_single_request and
+ * dispatches it. Always completes or hands over the request. */
+static void request_handle(struct rpc_server *s, struct rpc_request *req, json_t *v)
+{
+	struct req_parts p = { 0 };
+
+	if (envelope_from_json(v, &p)) {
+		request_dispatch(s, req, &p);
+		return;
+	}
+	req->id = p.id;
+	p.id = NULL;
+	parts_release(&p);
 	rpc_request_error(req, RPC_ERROR_INVALID_REQUEST, RPC_MSG_INVALID_REQUEST);
+}
+
+/* A single request object recognised by envelope_fast(). */
+static int conn_handle_fast(struct rpc_conn *c, struct req_parts *p)
+{
+	struct rpc_slot *sl = slot_new(c, 1, false);
+	struct rpc_request *req;
+
+	if (!sl) {
+		parts_release(p);
+		return -ENOMEM;
+	}
+	req = request_new(c, sl, 0);
+	if (!req) {
+		json_encode_rpc_error(&sl->entries[0], NULL, RPC_ERROR_INTERNAL, RPC_MSG_INTERNAL);
+		sl->remaining = 0;
+		parts_release(p);
+		return 0;
+	}
+	request_dispatch(c->server, req, p);
+	return 0;
 }
 
 /* One top-level value: a request, a batch array, or something invalid. */
@@ -763,16 +973,28 @@ static void conn_process_input(struct rpc_conn *c)
 	c->refs++;
 	c->dispatching = true;
 	while (c->fd >= 0 && conn_can_read(c)) {
+		struct req_parts parts = { 0 };
+		const char *raw;
+		size_t len;
 		json_t *v;
-		int rc = json_framer_next(c->framer, &v, NULL, NULL);
+		int rc = json_framer_next_raw(c->framer, &raw, &len);
 
 		if (rc == 0)
 			break;
-		if (rc == 1) {
-			rc = conn_handle_value(c, v);
-			json_decref(v);
+		if (rc == 1 && envelope_fast(raw, len, &parts)) {
+			rc = conn_handle_fast(c, &parts);
 			if (rc == 0)
 				continue;
+		} else if (rc == 1) {
+			rc = json_decode_value(raw, len, &v);
+			if (rc == -EINVAL)
+				json_framer_fail(c->framer);
+			if (rc == 0) {
+				rc = conn_handle_value(c, v);
+				json_decref(v);
+				if (rc == 0)
+					continue;
+			}
 		}
 		if (rc == -EMSGSIZE) {
 			struct rpc_slot *sl = slot_new(c, 1, false);

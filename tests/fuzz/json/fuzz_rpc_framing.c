@@ -3,8 +3,10 @@
  * framing (src/json) + request validation, batches, dispatch, ordering and
  * connection teardown (src/rpc). The input is written to a real server
  * connection (a socketpair) in chunks whose size comes from the first byte,
- * with event-loop turns in between. Every reply line must be valid JSON;
- * sanitizers and the leak checker catch the rest.
+ * with event-loop turns in between. Every reply line must be valid JSON,
+ * and the bytes sent back must be identical with the server's fast request
+ * path on and off (differential); sanitizers and the leak checker catch
+ * the rest.
  */
 #include <errno.h>
 #include <signal.h>
@@ -19,6 +21,9 @@
 #include "rpc/rpc.h"
 
 #define MAX_HELD 256
+
+/* server.c, tests only: route every request through the full parse. */
+extern bool rpc_server_no_fast_path;
 
 static struct rpc_request *held[MAX_HELD];
 static int n_held;
@@ -109,36 +114,28 @@ static void check_output(struct json_buf *out)
 	json_buf_consume(out, start);
 }
 
-static void drain(int fd, struct json_buf *out)
+static void drain(int fd, struct json_buf *out, struct json_buf *all)
 {
 	char buf[65536];
 	ssize_t n;
 
-	while ((n = read(fd, buf, sizeof(buf))) > 0)
+	while ((n = read(fd, buf, sizeof(buf))) > 0) {
 		json_buf_append(out, buf, (size_t)n);
+		json_buf_append(all, buf, (size_t)n);
+	}
 	check_output(out);
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+/* One run of the input against a fresh server; every byte the server sent
+ * goes to *all. */
+static void run(const uint8_t *data, size_t size, size_t chunk, struct json_buf *all)
 {
-	static bool once;
 	struct ev_loop *loop = NULL;
 	struct rpc_server *s = NULL;
 	struct json_buf out = { 0 };
-	size_t chunk, off = 0;
+	size_t off = 0;
 	int sv[2];
 
-	if (!once) {
-		/* Invalid input is logged once per connection: keep it quiet. */
-		log_level_set(LOG_LEVEL_ERROR);
-		signal(SIGPIPE, SIG_IGN);
-		once = true;
-	}
-	if (size < 1)
-		return 0;
-	chunk = (size_t)(data[0] % 64) + 1;
-	data++;
-	size--;
 	if (ev_loop_create(&loop) || rpc_server_create(loop, &s))
 		abort();
 	rpc_server_set_max_request(s, 2048);
@@ -162,7 +159,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		else if (n < 0 && errno != EAGAIN)
 			break; /* server closed the connection */
 		ev_loop_run_once(loop, 0);
-		drain(sv[1], &out);
+		drain(sv[1], &out, all);
 		/* Complete one held request now and then, out of order. */
 		if (n_held > 1 && (off & 3) == 0) {
 			struct rpc_request *r = held[0];
@@ -174,7 +171,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	for (int i = 0; i < 4; i++) {
 		ev_loop_run_once(loop, 0);
-		drain(sv[1], &out);
+		drain(sv[1], &out, all);
 	}
 	/* Half the time the client leaves with requests pending. */
 	if (size & 1)
@@ -184,7 +181,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	for (int i = 0; i < 4; i++) {
 		ev_loop_run_once(loop, 0);
 		if (!(size & 1))
-			drain(sv[1], &out);
+			drain(sv[1], &out, all);
 	}
 	if (!(size & 1))
 		close(sv[1]);
@@ -193,5 +190,31 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		ev_loop_run_once(loop, 0);
 	ev_loop_destroy(loop);
 	json_buf_free(&out);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	static bool once;
+	struct json_buf fast = { 0 }, full = { 0 };
+	size_t chunk;
+
+	if (!once) {
+		/* Invalid input is logged once per connection: keep it quiet. */
+		log_level_set(LOG_LEVEL_ERROR);
+		signal(SIGPIPE, SIG_IGN);
+		once = true;
+	}
+	if (size < 1)
+		return 0;
+	chunk = (size_t)(data[0] % 64) + 1;
+	rpc_server_no_fast_path = false;
+	run(data + 1, size - 1, chunk, &fast);
+	rpc_server_no_fast_path = true;
+	run(data + 1, size - 1, chunk, &full);
+	rpc_server_no_fast_path = false;
+	if (fast.len != full.len || (fast.len && memcmp(fast.data, full.data, fast.len)))
+		abort();
+	json_buf_free(&fast);
+	json_buf_free(&full);
 	return 0;
 }

@@ -447,6 +447,89 @@ static void test_server_invalid_requests(void **state)
 	assert_false(f->peer_closed);
 }
 
+extern bool rpc_server_no_fast_path; /* server.c, tests only */
+
+/* The fast request path (envelope read from the text) answers exactly like
+ * the full parse, for every shape of request. */
+static void test_server_fast_path_equivalence(void **state)
+{
+	static const char *const reqs[] = {
+		"{\"jsonrpc\":\"2.0\",\"method\":\"spdk_get_version\",\"id\":1}",
+		"{ \"id\" : 2 , \"method\" : \"echo\" , \"params\" : { \"a\" : [1, \"x\"] } }",
+		"{\"method\":\"\\u0073pdk_get_version\",\"id\":3}",
+		"{\"method\":\"echo\",\"id\":-0}",
+		"{\"method\":\"echo\",\"id\":123456789012345678}",
+		"{\"method\":\"echo\",\"id\":1234567890123456789}",
+		"{\"method\":\"echo\",\"id\":123456789012345678901}",
+		"{\"method\":\"echo\",\"id\":1.5}",
+		"{\"method\":\"echo\",\"id\":1e2}",
+		"{\"method\":\"echo\",\"id\":\"s\"}",
+		"{\"method\":\"echo\",\"id\":\"\\u00e9\"}",
+		"{\"method\":\"echo\",\"id\":\"\xc3\xa9\"}",
+		"{\"method\":\"nope\",\"id\":null}",
+		"{\"method\":\"echo\",\"id\":true}",
+		"{\"method\":\"echo\",\"id\":[1]}",
+		"{\"method\":\"echo\",\"id\":4,\"id\":5}",
+		"{\"method\":\"echo\",\"method\":\"fail\",\"id\":6}",
+		"{\"method\":\"echo\",\"id\":7,\"params\":null}",
+		"{\"method\":\"noparams\",\"id\":8,\"params\":{}}",
+		"{\"method\":\"noparams\",\"id\":9,\"params\":[]}",
+		"{\"method\":\"echo\",\"id\":10,\"params\":5}",
+		"{\"method\":\"echo\",\"id\":11,\"params\":\"x\"}",
+		"{\"jsonrpc\":\"1.0\",\"method\":\"echo\",\"id\":12}",
+		"{\"jsonrpc\":\"2\\u002e0\",\"method\":\"echo\",\"id\":13}",
+		"{\"jsonrpc\":2.0,\"method\":\"echo\",\"id\":14}",
+		"{\"method\":\"echo\",\"id\":15,\"extra\":1}",
+		"{\"method\":5,\"id\":16}",
+		"{\"id\":17}",
+		"{}",
+		"{\"method\":\"echo\",\"id\":18,\"params\":{\"big\":1e400,\"n\":99999999999999999999}}",
+		"{\"method\":\"decode\",\"id\":19,\"params\":{\"name\":\"v\",\"u64\":18446744073709551616}}",
+		"{\"method\":\"echo\",\"params\":{\"k\":\"}\\\"]\"},\"id\":20}",
+		"{\"method\":\"echo\"}",
+		"{\"method\":\"fail\"}",
+		"{\"method\":\"echo\\\"\",\"id\":21}",
+		"[{\"method\":\"echo\",\"id\":22},{\"method\":\"echo\",\"id\":\"x\"}]",
+		"{\"method\":\"echo\",\"id\":23,\"params\":{\"s\":\"\xff\"}}",
+	};
+	struct fx *f = *state;
+	char *out[2];
+
+	for (int mode = 0; mode < 2; mode++) {
+		rpc_server_no_fast_path = mode == 1;
+		json_buf_reset(&f->in);
+		for (size_t i = 0; i < COMMON_ARRAY_SIZE(reqs) - 1; i++) {
+			unsigned before = count_lines(f);
+
+			fx_send_str(f, reqs[i]);
+			for (int t = 0; t < 6; t++)
+				fx_turn(f, 1);
+			(void)before;
+		}
+		/* The last one is invalid UTF-8: the connection is closed. */
+		fx_send_str(f, reqs[COMMON_ARRAY_SIZE(reqs) - 1]);
+		fx_expect_closed(f);
+		out[mode] = strdup(json_buf_cstr(&f->in));
+		/* A fresh connection for the second round. */
+		{
+			int sv[2];
+
+			assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+			close(f->fd);
+			assert_int_equal(rpc_server_adopt_fd(f->s, sv[0]), 0);
+			f->fd = sv[1];
+			f->peer_closed = false;
+		}
+	}
+	rpc_server_no_fast_path = false;
+	assert_string_equal(out[0], out[1]);
+	assert_non_null(strstr(out[0], "\"id\":1234567890123456789,"));
+	assert_non_null(strstr(out[0], "{\"jsonrpc\":\"2.0\",\"id\":5,\"result\":null}"));
+	assert_non_null(strstr(out[0], "{\"jsonrpc\":\"2.0\",\"id\":6,\"error\":{\"code\":-19"));
+	free(out[0]);
+	free(out[1]);
+}
+
 static void test_server_batch(void **state)
 {
 	struct fx *f = *state;
@@ -1265,6 +1348,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_server_invalid_json_closes, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_server_notifications, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_server_invalid_requests, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_server_fast_path_equivalence, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_server_batch, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_server_split_every_offset, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_server_order, fx_setup, fx_teardown),
