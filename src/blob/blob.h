@@ -69,6 +69,12 @@ int blob_store_set_name(struct blob_store *bs, const char *name, blob_done_cb cb
  * capacity). */
 int blob_store_grow(struct blob_store *bs, blob_done_cb cb, void *cb_arg);
 
+/* What happens to clusters a delete / shrink / absorb frees, before they
+ * return to the pool (SPDK's clear_method; not persisted, default NONE):
+ * the operation completes after the clearing. */
+enum blob_clear_method { BLOB_CLEAR_NONE = 0, BLOB_CLEAR_UNMAP, BLOB_CLEAR_WRITE_ZEROES };
+void blob_store_set_clear_method(struct blob_store *bs, enum blob_clear_method m);
+
 struct bdev *blob_store_bdev(const struct blob_store *bs);
 uint64_t blob_store_cluster_size(const struct blob_store *bs);
 uint64_t blob_store_total_data_clusters(const struct blob_store *bs);

@@ -194,6 +194,7 @@ struct blob_store {
 	uint64_t next_seq;
 	uint64_t next_create_seq;
 	bool was_dirty;
+	enum blob_clear_method clear;
 	bool failed;               /* a metadata write failed: refuse changes */
 	bool freeing, free_queued; /* blob_store_free(): release once idle */
 
@@ -232,6 +233,9 @@ void bs_blob_add_child(struct blob *parent, struct blob *child);
 void bs_blob_del_child(struct blob *parent, struct blob *child);
 uint64_t bs_cluster_alloc(struct blob_store *bs);  /* 0 if none */
 void bs_cluster_release(struct blob_store *bs, uint64_t c);
+/* Clear (store's clear method) then release clusters; cb(arg, 0) after.
+ * Ownership of `list` passes. May call cb at once. */
+void bs_clusters_free(struct blob_store *bs, uint32_t *list, uint64_t n, blob_done_cb cb, void *arg);
 uint64_t bs_free_clusters(const struct blob_store *bs);
 void bs_op_begin(struct blob_store *bs);
 void bs_op_end(struct blob_store *bs);

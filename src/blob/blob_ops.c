@@ -27,6 +27,7 @@ struct op {
 	struct blob *b;       /* the blob operated on */
 	struct blob *nb;      /* new blob (create, snapshot, clone) */
 	struct blob *other;   /* absorb: the child */
+	struct blob *dead;    /* absorb: the deleted snapshot, freed at the end */
 	blob_done_cb done;
 	blob_cb bdone;
 	void *arg;
@@ -314,16 +315,26 @@ static void resize_committed(void *arg, int status)
 		op_finish(o, status);
 		return;
 	}
-	for (uint64_t i = o->n; i < b->num_clusters; i++)
-		if (b->clusters[i])
-			bs_cluster_release(o->bs, b->clusters[i]);
+	uint32_t *freed = NULL;
+	uint64_t nfreed = 0;
+	if (o->n < b->num_clusters) {
+		freed = mem_alloc(sizeof(uint32_t) * (b->num_clusters - o->n));
+		for (uint64_t i = o->n; i < b->num_clusters; i++) {
+			if (!b->clusters[i])
+				continue;
+			if (freed)
+				freed[nfreed++] = b->clusters[i];
+			else
+				bs_cluster_release(o->bs, b->clusters[i]);
+		}
+	}
 	mem_free(b->clusters);
 	b->clusters = o->st.clusters;
 	o->st.clusters = NULL;
 	b->num_clusters = o->n;
 	b->num_alloc = count_alloc(b->clusters, b->num_clusters);
 	o->nalloc = 0;
-	op_finish(o, 0);
+	bs_clusters_free(o->bs, freed, nfreed, op_finish_cb, o);
 }
 
 static void resize_locked(void *arg)
@@ -398,6 +409,15 @@ struct erase_ctx {
 	int status;
 };
 
+static void delete_cleared(void *arg, int status)
+{
+	struct op *o = arg;
+	bs_blob_remove(o->bs, o->b);
+	bs_blob_free(o->b);
+	o->b = NULL;
+	op_finish(o, status);
+}
+
 static void delete_flushed(void *arg, int status)
 {
 	struct op *o = arg;
@@ -410,17 +430,23 @@ static void delete_flushed(void *arg, int status)
 	}
 	for (unsigned i = 0; i < b->npages; i++)
 		bs_bitmap_clear(&bs->pages, b->pages[i]);
-	for (uint64_t i = 0; i < b->num_clusters; i++)
-		if (b->clusters[i])
+	uint32_t *freed = mem_alloc(sizeof(uint32_t) * (b->num_alloc ? b->num_alloc : 1));
+	uint64_t nfreed = 0;
+	for (uint64_t i = 0; i < b->num_clusters; i++) {
+		if (!b->clusters[i])
+			continue;
+		if (freed && nfreed < b->num_alloc)
+			freed[nfreed++] = b->clusters[i];
+		else
 			bs_cluster_release(bs, b->clusters[i]);
+	}
 	if (b->parent)
 		bs_blob_del_child(b->parent, b);
 	bs_lock_release(&b->md_lock);
 	o->locked = false;
-	bs_blob_remove(bs, b);
-	bs_blob_free(b);
-	o->b = NULL;
-	op_finish(o, 0);
+	/* the blob object lives until its clusters are cleared (callers may
+	 * still look at it until the callback) */
+	bs_clusters_free(bs, freed, nfreed, delete_cleared, o);
 }
 
 static void erase_write_done(void *arg, int status)
@@ -517,6 +543,15 @@ int blob_delete(struct blob *blob, blob_done_cb cb, void *cb_arg)
 /* absorb: b (snapshot) has exactly one child c; c takes b's clusters where
  * it has none and b's parent; b disappears. One chain (c) with a kill
  * record for b makes it atomic. */
+static void absorb_cleared(void *arg, int status)
+{
+	struct op *o = arg;
+	bs_blob_remove(o->bs, o->dead);
+	bs_blob_free(o->dead);
+	o->dead = NULL;
+	op_finish(o, status);
+}
+
 static void absorb_committed(void *arg, int status)
 {
 	struct op *o = arg;
@@ -527,10 +562,16 @@ static void absorb_committed(void *arg, int status)
 		return;
 	}
 	/* clusters of b not taken over go back to the pool */
+	uint32_t *freed = mem_alloc(sizeof(uint32_t) * (b->num_clusters ? b->num_clusters : 1));
+	uint64_t nfreed = 0;
 	for (uint64_t i = 0; i < b->num_clusters; i++) {
 		uint32_t pc = b->clusters[i];
-		if (pc && !(i < c->num_clusters && o->st.clusters[i] == pc))
-			bs_cluster_release(bs, pc);
+		if (pc && !(i < c->num_clusters && o->st.clusters[i] == pc)) {
+			if (freed)
+				freed[nfreed++] = pc;
+			else
+				bs_cluster_release(bs, pc);
+		}
 	}
 	mem_free(c->clusters);
 	c->clusters = o->st.clusters;
@@ -551,12 +592,14 @@ static void absorb_committed(void *arg, int status)
 	bs_lock_release(&c->md_lock);
 	o->locked = false;
 	bs_lock_release(&b->md_lock);
-	bs_blob_remove(bs, b);
-	bs_blob_free(b);
+	/* b is gone on disk; its object stays (empty) until the callback */
+	memset(b->clusters, 0, sizeof(uint32_t) * b->num_clusters);
+	b->num_alloc = 0;
+	o->dead = b;
 	o->b = c; /* unfreeze below targets nothing of b */
 	o->frozen = o->frozen_other;
 	o->frozen_other = false;
-	op_finish(o, 0);
+	bs_clusters_free(bs, freed, nfreed, absorb_cleared, o);
 }
 
 static void absorb_locked_child(void *arg)

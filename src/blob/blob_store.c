@@ -235,6 +235,80 @@ void bs_cluster_release(struct blob_store *bs, uint64_t c)
 		bs_bitmap_clear(&bs->clusters, c);
 }
 
+void blob_store_set_clear_method(struct blob_store *bs, enum blob_clear_method m)
+{
+	bs->clear = m;
+}
+
+struct clear_ctx {
+	struct blob_store *bs;
+	uint32_t *list;
+	uint64_t n;
+	unsigned pending;
+	blob_done_cb cb;
+	void *arg;
+};
+
+static int u32_cmp(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	return x < y ? -1 : (x > y);
+}
+
+static void clear_io_done(void *arg, int status)
+{
+	struct clear_ctx *c = arg;
+	if (status)
+		LOG_WARN(MOD, "clearing freed clusters failed status=%d (released anyway)", status);
+	if (--c->pending > 0)
+		return;
+	struct blob_store *bs = c->bs;
+	for (uint64_t i = 0; i < c->n; i++)
+		bs_cluster_release(bs, c->list[i]);
+	blob_done_cb cb = c->cb;
+	void *arg2 = c->arg;
+	mem_free(c->list);
+	mem_free(c);
+	bs_op_end(bs);
+	cb(arg2, 0);
+}
+
+void bs_clusters_free(struct blob_store *bs, uint32_t *list, uint64_t n, blob_done_cb cb, void *arg)
+{
+	struct clear_ctx *c = NULL;
+	if (bs->clear != BLOB_CLEAR_NONE && n > 0 && !bs->failed)
+		c = mem_zalloc(sizeof(*c));
+	if (!c) {
+		for (uint64_t i = 0; i < n; i++)
+			bs_cluster_release(bs, list[i]);
+		mem_free(list);
+		cb(arg, 0);
+		return;
+	}
+	c->bs = bs;
+	c->list = list;
+	c->n = n;
+	c->cb = cb;
+	c->arg = arg;
+	c->pending = 1;
+	bs_op_begin(bs);
+	if (n > 1)
+		qsort(list, n, sizeof(*list), u32_cmp);
+	for (uint64_t i = 0; i < n;) {
+		uint64_t j = i + 1;
+		while (j < n && list[j] == list[j - 1] + 1)
+			j++;
+		uint64_t off = (uint64_t)list[i] * bs->cluster_size, len = (j - i) * bs->cluster_size;
+		c->pending++;
+		int rc = bs->clear == BLOB_CLEAR_UNMAP ? bdev_unmap(bs->bdev, off, len, clear_io_done, c)
+						       : bdev_write_zeroes(bs->bdev, off, len, clear_io_done, c);
+		if (rc)
+			c->pending--;
+		i = j;
+	}
+	clear_io_done(c, 0);
+}
+
 uint64_t bs_free_clusters(const struct blob_store *bs)
 {
 	return bs->total_clusters - bs->clusters.nset;

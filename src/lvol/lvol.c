@@ -36,6 +36,7 @@ struct lvol {
 	char name[LVOL_NAME_MAX];
 	char alias[LVOL_ALIAS_MAX];
 	struct lvol *prev, *next;
+	uint64_t create_seq;  /* listing order (blob's, kept here) */
 	bool deleting;
 };
 
@@ -204,9 +205,9 @@ static void store_unlink(struct lvol_store *lvs)
 /* Insert in creation order (blob create_seq); usually at the tail. */
 static void lvol_link(struct lvol_store *lvs, struct lvol *l)
 {
-	uint64_t key = blob_create_seq(l->blob);
+	uint64_t key = l->create_seq;
 	struct lvol *after = lvs->last;
-	while (after && blob_create_seq(after->blob) > key)
+	while (after && after->create_seq > key)
 		after = after->prev;
 	l->prev = after;
 	l->next = after ? after->next : lvs->first;
@@ -299,6 +300,7 @@ static struct lvol *lvol_attach(struct lvol_store *lvs, struct blob *blob)
 	memcpy(l->name, name, nl);
 	memcpy(l->uuid, uuid, ul);
 	set_alias(l);
+	l->create_seq = blob_create_seq(blob);
 	blob_set_ctx(blob, l);
 	lvol_link(lvs, l);
 	(void)bdev_make(l);
@@ -420,6 +422,7 @@ static void examine_loaded(void *arg, struct blob_store *bs, int status)
 	}
 	lvs->bs = bs;
 	lvs->base = bdev;
+	blob_store_set_clear_method(bs, BLOB_CLEAR_UNMAP); /* SPDK's default; not persisted */
 	snprintf(lvs->name, sizeof(lvs->name), "%s", name);
 	snprintf(lvs->base_name, sizeof(lvs->base_name), "%s", bdev_name(bdev));
 	common_uuid_unparse(blob_store_uuid(bs), lvs->uuid);
@@ -524,6 +527,7 @@ int lvol_module_unload_all(lvol_done_cb cb, void *cb_arg)
 /* ------------------------------------------------------------ lvstore */
 
 struct lvs_create_ctx {
+	enum blob_clear_method clear;
 	struct bdev *bdev;
 	char name[LVOL_NAME_MAX];
 	char uuid[COMMON_UUID_STR_LEN];
@@ -558,6 +562,7 @@ static void lvs_created(void *arg, struct blob_store *bs, int status)
 	}
 	lvs->bs = bs;
 	lvs->base = c->bdev;
+	blob_store_set_clear_method(bs, c->clear);
 	snprintf(lvs->name, sizeof(lvs->name), "%s", c->name);
 	snprintf(lvs->uuid, sizeof(lvs->uuid), "%s", c->uuid);
 	snprintf(lvs->base_name, sizeof(lvs->base_name), "%s", bdev_name(c->bdev));
@@ -594,6 +599,8 @@ int lvol_store_create(const struct lvol_store_opts *opts, lvol_store_cb cb, void
 	c->bdev = bdev;
 	c->cb = cb;
 	c->arg = cb_arg;
+	c->clear = opts->clear_method == LVOL_CLEAR_NONE ? BLOB_CLEAR_NONE
+		   : opts->clear_method == LVOL_CLEAR_WRITE_ZEROES ? BLOB_CLEAR_WRITE_ZEROES : BLOB_CLEAR_UNMAP;
 	snprintf(c->name, sizeof(c->name), "%s", opts->name);
 	common_uuid_generate(c->uuid);
 	struct blob_store_opts bo;
@@ -922,7 +929,7 @@ static void name_xattrs(struct lvol_op *o, struct blob_xattr x[2])
 int lvol_create(struct lvol_store *lvs, const char *name, uint64_t size_bytes, bool thin,
 		enum lvol_clear_method clear_method, lvol_cb cb, void *cb_arg)
 {
-	(void)clear_method; /* clusters are not cleared on delete; see doc/ONDISK.md */
+	(void)clear_method; /* the store's clear method applies */
 	if (!lvs)
 		return -ENODEV;
 	if (!name_ok(name))

@@ -62,8 +62,9 @@
 struct lvol_store;
 struct lvol;
 
-/* Accepted for SPDK compatibility and currently ignored: clusters are not
- * cleared when an lvol is deleted (the agent zeroes what it hands out). */
+/* The lvstore's clear method (SPDK's, not persisted: a loaded store uses
+ * unmap) is applied to clusters freed by delete / shrink before they return
+ * to the pool. The per-lvol argument of lvol_create is accepted and ignored. */
 enum lvol_clear_method {
 	LVOL_CLEAR_DEFAULT = 0, /* lvstore: unmap; lvol: unmap */
 	LVOL_CLEAR_NONE,

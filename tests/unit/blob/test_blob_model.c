@@ -157,6 +157,7 @@ struct ctx {
 	bool crash_mode;
 	unsigned long ops, checks, reloads;
 	int last_kind;
+	enum blob_clear_method clear;
 };
 
 static uint64_t rnd(struct ctx *c)
@@ -549,6 +550,8 @@ static int do_op(struct ctx *c, struct model *next, int *want, int *touched)
 		for (int i = 0; i < 1000 && bdev_io_outstanding(c->bd) > 0; i++)
 			h_spin(1);
 		int lrc = h_load(c->bd, &c->bs);
+		if (!lrc)
+			blob_store_set_clear_method(c->bs, c->clear);
 		if (lrc) {
 			if (c->crash_mode && bdev_fault_crashed(c->bd)) {
 				c->bs = NULL;
@@ -610,6 +613,8 @@ static void ctx_start(struct ctx *c, uint64_t seed, const char *name)
 	c->rng = seed * 0x9E3779B97F4A7C15ull + 1;
 	assert_int_equal(bdev_fault_create(name, DEV_BYTES / BLK, BLK, &c->bd), 0);
 	assert_int_equal(h_init(c->bd, CS, 25, &c->bs), 0);
+	c->clear = seed % 3 == 0 ? BLOB_CLEAR_NONE : seed % 3 == 1 ? BLOB_CLEAR_UNMAP : BLOB_CLEAR_WRITE_ZEROES;
+	blob_store_set_clear_method(c->bs, c->clear);
 	c->m.free = blob_store_free_clusters(c->bs);
 	for (int i = 0; i < MAXB; i++)
 		c->m.b[i].parent = -1;
@@ -744,6 +749,8 @@ static void test_crash(void **state)
 			double keep = (double)(rnd(&c) % 3) / 2.0;
 			assert_int_equal(bdev_fault_power_loss(c.bd, keep, rnd(&c)), 0);
 			int lrc = h_load(c.bd, &c.bs);
+			if (!lrc)
+				blob_store_set_clear_method(c.bs, c.clear);
 			if (lrc) {
 				fprintf(stderr, "crash seed=%u point=%u: reload failed rc=%d\n", seed, p, lrc);
 				fail();
@@ -903,6 +910,8 @@ static void test_crash_pipelined(void **state)
 		double keep = (double)(rnd(&c) % 3) / 2.0;
 		assert_int_equal(bdev_fault_power_loss(c.bd, keep, rnd(&c)), 0);
 		int lrc = h_load(c.bd, &c.bs);
+		if (!lrc)
+			blob_store_set_clear_method(c.bs, c.clear);
 		if (lrc) {
 			fprintf(stderr, "pipelined crash round %u: reload failed %d\n", r, lrc);
 			fail();

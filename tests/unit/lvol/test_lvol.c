@@ -492,6 +492,47 @@ static void test_ten_thousand(void **state)
 	unlink(file);
 }
 
+/* the lvstore clear method: freed clusters are unmapped (default) or kept */
+static void test_clear_method(void **state)
+{
+	(void)state;
+	struct bdev *bd;
+	assert_int_equal(bdev_fault_create("CM", 64 * MiB / 4096, 4096, &bd), 0);
+	wait_examine();
+	for (int mode = 0; mode < 2; mode++) {
+		struct w x = {0};
+		struct lvol_store_opts o = { .bdev_name = "CM", .name = "cm", .cluster_size = MiB,
+					     .clear_method = mode == 0 ? LVOL_CLEAR_DEFAULT : LVOL_CLEAR_NONE };
+		assert_int_equal(SYNC(lvol_store_create(&o, lvs_cb_, &x), &x), 0);
+		struct lvol_store *lvs = x.lvs;
+		struct lvol *a, *b;
+		assert_int_equal(mk(lvs, "a", MiB, false, &a), 0);
+		void *buf = NULL;
+		assert_int_equal(posix_memalign(&buf, 4096, 4096), 0);
+		memset(buf, 0xaa, 4096);
+		memset(&x, 0, sizeof(x));
+		assert_int_equal(bdev_write(lvol_bdev(a), buf, 0, 4096, done_cb, &x), 0);
+		run(&x);
+		assert_int_equal(del(a), 0);
+		struct lvol_store_info si;
+		lvol_store_get_info(lvs, &si);
+		/* b takes every free cluster, a's old one included */
+		assert_int_equal(mk(lvs, "b", si.free_clusters * MiB, false, &b), 0);
+		unsigned seen = 0;
+		for (uint64_t cl = 0; cl < si.free_clusters; cl++) {
+			memset(buf, 0x11, 4096);
+			memset(&x, 0, sizeof(x));
+			assert_int_equal(bdev_read(lvol_bdev(b), buf, cl * MiB, 4096, done_cb, &x), 0);
+			run(&x);
+			seen += ((uint8_t *)buf)[0] == 0xaa;
+		}
+		assert_int_equal(seen, mode == 0 ? 0 : 1);
+		free(buf);
+		memset(&x, 0, sizeof(x));
+		assert_int_equal(SYNC(lvol_store_destroy(lvs, done_cb, &x), &x), 0);
+	}
+}
+
 /* grow after the file grew (bdev_aio_rescan), persistent across reload */
 static void test_grow(void **state)
 {
@@ -620,6 +661,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_restart_clean, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_restart_killed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ten_thousand, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_clear_method, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_grow, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_close_with_ops_in_flight, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_alloc_failures, setup, teardown),
