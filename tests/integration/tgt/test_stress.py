@@ -60,3 +60,48 @@ def test_5000_lvols_survive_a_restart_byte_identical(target, workdir):
     pipelined(c, [("bdev_lvol_delete", {"name": x["uuid"]}) for x in order])
     assert call_ok(c, "bdev_lvol_get_lvols") == []
     assert call_ok(c, "bdev_lvol_get_lvstores")[0]["free_clusters"] == free0
+
+
+def test_nvme_tcp_writes_exhaust_lvs0_like_spdk_perf(workdir):
+    """What happened between golden phases a and c, over NVMe/TCP this time:
+    random 4 KiB writes to cnode1's nsid 1 (vol_thick, a thin clone of snap2
+    after a58) until lvs0 has no free cluster; vol_thick then holds 247
+    clusters and further writes fail with SPDK's status (sct 0, sc 6)."""
+    import subprocess
+    import time
+    import golden
+    import helpers
+    from tgt_lib import Target
+    try:
+        perf = helpers.binary("diskperf")
+    except FileNotFoundError:
+        pytest.skip("diskperf not built")
+    aio = make_sparse(os.path.join(workdir, "aio0.img"), 2 << 30)
+    t = Target(workdir)
+    try:
+        port = golden.free_port()
+        r = golden.Replayer(t.sock, aio, golden.UuidMap(), port=port)
+        for fname, rec in golden.golden_files("a"):
+            r.replay(fname, rec)
+        r.close()
+        assert not r.report, r.report
+        c = t.client()
+        trid = ("trtype:TCP adrfam:IPv4 traddr:127.0.0.1 trsvcid:%d subnqn:nqn.2016-06.io.spdk:cnode1 ns:1"
+                % port)
+        deadline = time.time() + 300
+        out = ""
+        while call_ok(c, "bdev_lvol_get_lvstores", {"lvs_name": "lvs0"})[0]["free_clusters"] > 0:
+            assert time.time() < deadline, "lvs0 still has free clusters:\n" + out
+            p = subprocess.run([perf, "-r", trid, "-q", "32", "-o", "4096", "-w", "randwrite", "-t", "5"],
+                               capture_output=True, text=True, timeout=120)
+            out = p.stdout + p.stderr
+            assert t.proc.alive(), t.proc.output()[-3000:]
+        # one more run: every write that needs a new cluster now fails, as in SPDK
+        p = subprocess.run([perf, "-r", trid, "-q", "8", "-o", "4096", "-w", "randwrite", "-t", "2"],
+                           capture_output=True, text=True, timeout=120)
+        # diskperf prints the CQE status field: sct 0 / sc 6 (Internal Device Error) is 0xc
+        assert "I/O errors" in p.stdout + p.stderr and "0xc" in p.stdout + p.stderr, p.stdout + p.stderr
+        vol = [lv for lv in call_ok(c, "bdev_lvol_get_lvols", {"lvs_name": "lvs0"}) if lv["name"] == "vol_thick"]
+        assert vol[0]["num_allocated_clusters"] == 247
+    finally:
+        t.stop()
