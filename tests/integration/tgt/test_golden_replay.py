@@ -11,7 +11,10 @@ lvs0 ran out of clusters (vol_thick ended with 247 allocated). This replay
 repeats those writes through disktgt's lvol data path (test-only method
 disktgt_bdev_io, a 4 KiB write into every cluster of lvs0/vol_thick until the
 store is full), not over NVMe/TCP, so c07/c08 and b05-b07 are compared
-unchanged (247 clusters, 0 free).
+unchanged (247 clusters, 0 free). The bdev path keeps this acceptance test
+deterministic and quick; the same exhaustion over NVMe/TCP (diskperf random
+writes to cnode1 nsid 1, ending in sct 0 / sc 6 errors as in SPDK's run) is
+test_stress.py::test_nvme_tcp_writes_exhaust_lvs0_like_spdk_perf.
 """
 import os
 
