@@ -24,7 +24,7 @@ static void usage(FILE *f)
 		"  --rpc-socket PATH     target JSON-RPC socket (default: the node's registered one)\n"
 		"  --tick DURATION       loop period (default 1s; 500ms, 2s, 1m ...)\n"
 		"  --config FILE         key = value file (see doc/OPERATIONS.md); flags win\n"
-		"  --metrics-listen ADDR Prometheus endpoint (not built in this version)\n"
+		"  --metrics-listen ADDR Prometheus metrics on http://ADDR/metrics (IP:PORT)\n"
 		"  --log-level LEVEL     error|warn|info|debug (default info)\n"
 		"  --list-crash-points   print the crash point names and exit\n"
 		"  --help                this text\n"
@@ -133,9 +133,6 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	if (o.metrics_listen[0])
-		LOG_WARN("diskengine", "metrics endpoint not built in this version; ignoring "
-			 "metrics_listen=%s", o.metrics_listen);
 
 	rc = agent_create(&o, &the_agent, err, sizeof(err));
 	if (rc) {

@@ -14,6 +14,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "agent/metrics.h"
 #include "common/common.h"
 
 bool agent_stopping(const struct agent *a)
@@ -36,6 +37,11 @@ int agent_create(const struct agent_options *o, struct agent **out, char *err, s
 	}
 	if (!o->tick_ms || !o->poll_ms || o->rpc_timeout_ms <= 0) {
 		snprintf(err, errlen, "tick, poll and rpc timeout must be positive");
+		return -EINVAL;
+	}
+	if (o->metrics_listen[0] && metrics_addr_check(o->metrics_listen) != 0) {
+		snprintf(err, errlen, "bad metrics address '%s' (IP:PORT or [IPv6]:PORT)",
+			 o->metrics_listen);
 		return -EINVAL;
 	}
 	rc = agent_crash_init();
@@ -140,8 +146,10 @@ static int loop_setup(struct agent_loop *l)
  * logged once per episode, and its end too. */
 static void loop_heartbeat(struct agent_loop *l)
 {
+	uint64_t t0 = clock_mono_us();
 	int rc = db_node_heartbeat(l->db, l->node.id);
 
+	metrics_db(clock_mono_us() - t0);
 	if (rc && !l->db_down) {
 		LOG_WARN("agent", "heartbeat not recorded node=%s err=%s db=\"%s\" (the loops retry)",
 			 l->node.name, common_strerror(rc), db_errmsg(l->db));
@@ -178,6 +186,7 @@ static void *loop_main(void *arg)
 				loop_heartbeat(l);
 			l->tick(l);
 			l->ticks++;
+			metrics_tick(l->name, (clock_mono_ms() - now) * 1000);
 			LOG_DEBUG("agent", "tick loop=%s wake=%d ms=%llu", l->name, (int)wake,
 				  (unsigned long long)(clock_mono_ms() - now));
 			if (now >= next_tick)
@@ -201,6 +210,16 @@ int agent_run(struct agent *a)
 			log_level_set(lvl);
 	}
 	LOG_INFO("agent", "starting node=%s db=%s", a->opt.node, a->opt.db);
+	if (a->opt.metrics_listen[0]) {
+		rc = metrics_start(a->opt.metrics_listen);
+		if (rc == -ENOTSUP)
+			LOG_WARN("agent", "metrics endpoint not built (no libmicrohttpd); ignoring "
+				 "metrics_listen=%s", a->opt.metrics_listen);
+		else if (rc)
+			LOG_ERROR("agent", "metrics endpoint not started addr=%s err=%s",
+				  a->opt.metrics_listen, common_strerror(rc));
+		rc = 0;
+	}
 	for (size_t i = 0; i < COMMON_ARRAY_SIZE(a->loops); i++) {
 		rc = -pthread_create(&a->loops[i].thread, NULL, loop_main, &a->loops[i]);
 		if (rc) {
@@ -217,6 +236,7 @@ int agent_run(struct agent *a)
 			pthread_join(a->loops[i].thread, NULL);
 		a->loops[i].started = false;
 	}
+	metrics_stop();
 	LOG_INFO("agent", "stopped node=%s loops=%zu", a->opt.node, started);
 	return rc;
 }

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "agent/metrics.h"
 #include "common/common.h"
 
 static ssize_t events_find(const struct agent_events *e, const char *kind, const char *object)
@@ -84,6 +85,7 @@ static void event_vraise(struct agent_loop *l, bool resolve, const char *kind, c
 		return;
 	}
 	LOG_WARN("agent", "event kind=%s object=%s detail=\"%s\"", kind, object, detail);
+	metrics_event(kind);
 	if (resolve) {
 		rc = db_event_resolve(l->db, kind, object);
 		if (rc)

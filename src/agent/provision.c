@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "agent/metrics.h"
 #include "common/common.h"
 
 /* Sets the row's reason (a note while it stays in its state) when it changed. */
@@ -316,6 +317,8 @@ static int provision_lvol(struct agent_loop *l, const struct db_disk *disks, siz
 	}
 	LOG_INFO("agent", "lvol ready id=%" PRId64 " uuid=%s nqn=%s real_size=%" PRIu64, lv->id,
 		 uuid, nqn, real_size);
+	if (lv->updated_at > 0 && clock_wall_ms() >= lv->updated_at)
+		metrics_lag((uint64_t)(clock_wall_ms() - lv->updated_at));
 	agent_crash("provision.after_ready");
 out:
 	spdk_subsystem_list_free(&one);

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "agent/metrics.h"
 #include "common/common.h"
 #include "rpc/rpc.h"
 
@@ -83,6 +84,7 @@ int spdk_call(struct spdk_client *c, const char *method, json_t *params, json_t 
 {
 	struct rpc_error err = { 0 };
 	json_t *res = NULL;
+	uint64_t t0;
 	int rc;
 
 	if (result)
@@ -93,7 +95,9 @@ int spdk_call(struct spdk_client *c, const char *method, json_t *params, json_t 
 		return rc;
 	}
 	c->calls++;
+	t0 = clock_mono_us();
 	rc = rpc_client_call(c->rpc, method, params, c->timeout_ms, &res, &err);
+	metrics_rpc(method, rc == 0, clock_mono_us() - t0);
 	if (rc == 0) {
 		if (result)
 			*result = res;

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "agent/metrics.h"
 #include "common/common.h"
 
 struct rows {
@@ -324,9 +325,12 @@ void agent_verify(struct agent_loop *l)
 	struct rows r1 = { 0 }, r2 = { 0 };
 	struct agent_view v = { 0 };
 	bool any_ready = false;
+	uint64_t t0;
 	int rc;
 
+	t0 = clock_mono_us();
 	rc = rows_read(l, &r1);
+	metrics_db(clock_mono_us() - t0);
 	if (rc)
 		goto db_fail;
 	for (size_t i = 0; i < r1.n_lvols; i++)
@@ -362,6 +366,14 @@ void agent_verify(struct agent_loop *l)
 		verify_lvol(l, d, lv, &v);
 	}
 	verify_orphans(l, disks, n_disks, &v, &r1, &r2);
+	{
+		uint64_t counts[6] = { 0 };
+
+		for (size_t i = 0; i < r2.n_lvols; i++)
+			if ((int)r2.lvols[i].state >= 0 && (int)r2.lvols[i].state < 6)
+				counts[r2.lvols[i].state]++;
+		metrics_lvol_states(counts);
+	}
 	verify_resolve_stale(l, &v, disks, n_disks, &r2);
 	goto out;
 db_fail:

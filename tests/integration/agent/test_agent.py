@@ -264,6 +264,28 @@ def test_thick_too_big_fails_with_reason(node):
         assert "space" in node.lvol(i)["reason"] or "larger" in node.lvol(i)["reason"]
 
 
+# ------------------------------------------------------------------ metrics
+
+def test_metrics_endpoint(node):
+    import urllib.request
+    port = free_port()
+    node.start_agent(extra=["--metrics-listen", "127.0.0.1:%d" % port])
+    node.create("8MiB", wait=True)
+
+    def scrape():
+        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=5) as r:
+            return r.read().decode()
+    helpers.wait_for(lambda: 'diskengine_lvols{state="READY"} 1' in scrape(), 10, interval=0.1,
+                     what="lvol gauge")
+    text = scrape()
+    assert 'diskengine_rpc_calls_total{method="bdev_lvol_create",result="ok"} 1' in text, text
+    assert 'diskengine_loop_ticks_total{loop="provision"}' in text
+    assert "diskengine_ready_lag_seconds_count 1" in text
+    p = subprocess.run([helpers.binary("diskengine"), "--db", "/nonexistent/x.db", "--node", "n",
+                        "--metrics-listen", "nonsense"], capture_output=True, text=True, timeout=20)
+    assert p.returncode == 1 and "metrics address" in p.stderr
+
+
 # ------------------------------------------------------------------ latency
 
 def test_create_wait_latency_uses_wakeup(node):

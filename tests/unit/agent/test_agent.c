@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include "agent/agent_int.h"
+#include "agent/metrics.h"
 
 static void test_names(void **state)
 {
@@ -332,6 +333,27 @@ static void test_options_validation(void **state)
 	agent_destroy(NULL);
 }
 
+static void test_metrics(void **state)
+{
+	char *text;
+
+	assert_int_equal(metrics_addr_check("127.0.0.1:9580"), 0);
+	assert_int_equal(metrics_addr_check("[::1]:9580"), 0);
+	assert_int_equal(metrics_addr_check("127.0.0.1"), -EINVAL);
+	assert_int_equal(metrics_addr_check("127.0.0.1:0"), -EINVAL);
+	assert_int_equal(metrics_addr_check("127.0.0.1:70000"), -EINVAL);
+	assert_int_equal(metrics_addr_check("host:80"), -EINVAL);
+	assert_int_equal(metrics_addr_check("[::1:80"), -EINVAL);
+	/* Not started: recording is a no-op, rendering still works. */
+	metrics_rpc("bdev_lvol_create", true, 10);
+	text = metrics_render();
+	assert_non_null(text);
+	assert_null(strstr(text, "bdev_lvol_create"));
+	assert_non_null(strstr(text, "diskengine_ready_lag_seconds_count 0"));
+	mem_free(text);
+	metrics_stop();
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -344,6 +366,7 @@ int main(void)
 		cmocka_unit_test(test_config),
 		cmocka_unit_test(test_crash_points),
 		cmocka_unit_test(test_options_validation),
+		cmocka_unit_test(test_metrics),
 	};
 	log_level_set(LOG_LEVEL_ERROR);
 	return cmocka_run_group_tests(tests, NULL, NULL);
