@@ -26,6 +26,17 @@ def node(request):
     if kind == "fake" and missing == [] and not os.environ.get("DISKENGINE_STRESS"):
         pytest.skip("covered by the disktgt variant (the fake target runs with "
                     "DISKENGINE_STRESS=1, or when disktgt lacks a method)")
+    yield from running_node(kind)
+
+
+@pytest.fixture
+def fake_node():
+    """Always the fake target: for faults only it can make (a connection
+    closed without a reply)."""
+    yield from running_node("fake")
+
+
+def running_node(kind):
     d = helpers.short_tmpdir("de-agent-")
     n = Node(kind, d)
     try:

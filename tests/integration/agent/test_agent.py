@@ -118,6 +118,32 @@ def test_lvol_create_reply_lost_adopts(node):
     assert "outcome unknown" in node.agent.output()
 
 
+def test_target_exits_after_acknowledged_create(node):
+    """The target dies right after acknowledging bdev_lvol_create (durable):
+    after it restarts, the agent finds the lvol by name and adopts it."""
+    node.start_agent()
+    node.create("8MiB", wait=True)
+    node.inject("bdev_lvol_create", "exit_after_reply", count=1)
+    i = node.create("8MiB")
+    helpers.wait_for(lambda: not node.tgt.alive(), 20, what="target exit")
+    node.tgt.stop()
+    node.tgt = None
+    node.start_target()
+    node.wait_all("READY", timeout=30)
+    assert_converged(node, [1, i])
+
+
+def test_connection_dropped_mid_call(fake_node):
+    node = fake_node
+    node.start_agent()
+    node.create("8MiB", wait=True)
+    node.inject("nvmf_subsystem_add_ns", "close", count=2)
+    node.inject("bdev_lvol_create", "close", count=1)
+    i = node.create("8MiB")
+    node.wait_all("READY", timeout=30)
+    assert_converged(node, [1, i])
+
+
 def write_conf(node, text):
     p = os.path.join(node.dir, "agent.conf")
     with open(p, "w") as f:
