@@ -11,6 +11,7 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -402,9 +403,16 @@ static int open_common(const char *url_or_path, bool create, struct db **out)
 		return -EINVAL;
 	}
 	if (is_pg_url(url_or_path)) {
+#ifdef DE_HAVE_LIBPQ
+		rc = db_pg_open(url_or_path, create, out, open_err, sizeof(open_err));
+		if (rc < 0)
+			LOG_DEBUG("db", "open failed backend=postgresql err=\"%s\"", open_err);
+		return rc;
+#else
 		snprintf(open_err, sizeof(open_err),
-			 "cannot open %.64s...: the PostgreSQL backend is not built yet", url_or_path);
+			 "cannot open %.64s...: built without PostgreSQL support (libpq)", url_or_path);
 		return -ENOTSUP;
+#endif
 	}
 	rc = db_sqlite_open(url_or_path, create, out, open_err, sizeof(open_err));
 	if (rc < 0 && !open_err[0])
@@ -451,6 +459,37 @@ int db_change_counter(struct db *db, uint64_t *out)
 int db_data_version(struct db *db, uint64_t *out)
 {
 	return db->ops->data_version(db, out);
+}
+
+int db_change_wait(struct db *db, uint64_t since, int timeout_ms, int wake_fd, uint64_t *now)
+{
+	uint64_t start = clock_mono_ms();
+
+	if (timeout_ms < 0)
+		timeout_ms = 0;
+	if (db->ops->change_wait)
+		return db->ops->change_wait(db, since, timeout_ms, wake_fd, now);
+	for (;;) {
+		uint64_t v = 0, el;
+		struct pollfd pf = { .fd = wake_fd, .events = POLLIN };
+		int rc = db->ops->change_counter(db, &v), left;
+
+		el = clock_mono_ms() - start;
+		left = el >= (uint64_t)timeout_ms ? 0 : timeout_ms - (int)el;
+		if (rc < 0) {
+			if (left > 0)
+				poll(&pf, wake_fd >= 0 ? 1 : 0, left);
+			return rc;
+		}
+		if (now)
+			*now = v;
+		if (v != since)
+			return 1;
+		if (left <= 0)
+			return 0;
+		if (poll(&pf, wake_fd >= 0 ? 1 : 0, left < 5 ? left : 5) > 0)
+			return 0;
+	}
 }
 
 int db_changes_since(struct db *db, uint64_t since, uint64_t *now)

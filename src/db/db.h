@@ -6,8 +6,10 @@
  * One interface, several backends: a `struct db` is an opaque handle whose
  * operations go through a private vtable. db_open() picks the backend from
  * its argument: a plain path opens/creates an SQLite file (WAL, busy timeout,
- * foreign keys, mode 0600); "postgresql://..." selects PostgreSQL (not built
- * yet: -ENOTSUP). Callers never see SQL.
+ * foreign keys, mode 0600); "postgresql://..." (or "postgres://") selects
+ * PostgreSQL (libpq; -ENOTSUP when built without it): a lost server
+ * connection makes calls fail with -EAGAIN and is re-established with
+ * backoff by a later call. Callers never see SQL.
  *
  * Threads: a handle is used by one thread at a time. Each agent loop opens its
  * own handle.
@@ -214,11 +216,20 @@ void db_busy_timeout_set(struct db *db, int ms);
  * (any diskctl write), not on observed-state writes (heartbeats, READY,
  * events), so agent loops can poll it every few ms and tick at once when it
  * moves. SQLite: PRAGMA data_version first (no I/O), the counter row only
- * when that changed. PostgreSQL later: NOTIFY.
+ * when that changed. PostgreSQL: LISTEN/NOTIFY (a trigger notifies each
+ * change; reading the counter only drains what the socket already holds).
  */
 int db_change_counter(struct db *db, uint64_t *out);
 /* 1 if the counter differs from `since` (new value in *now), 0 if not. */
 int db_changes_since(struct db *db, uint64_t since, uint64_t *now);
+/*
+ * Blocks until the change counter differs from `since` (1, new value in
+ * *now), timeout_ms passed or wake_fd (-1 = none) became readable (0), or
+ * the store is unreachable (-errno after sleeping up to timeout_ms, so a
+ * caller's loop never spins). SQLite: polls the counter every 5 ms inside;
+ * PostgreSQL: waits on the connection's socket for NOTIFY (no polling).
+ */
+int db_change_wait(struct db *db, uint64_t since, int timeout_ms, int wake_fd, uint64_t *now);
 /* Moves whenever ANY other connection commits anything (observed writes
  * included): a cheap "re-read now" hint for pollers such as diskctl --wait. */
 int db_data_version(struct db *db, uint64_t *out);

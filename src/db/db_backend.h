@@ -62,6 +62,10 @@ struct db_ops {
 	int (*event_resolve)(struct db *db, const char *kind, const char *object);
 	int (*event_list)(struct db *db, bool include_resolved, struct db_event **out,
 			  size_t *count);
+	/* Optional (NULL: db.c polls change_counter): block until the change
+	 * counter differs from since, timeout_ms passes or wake_fd is readable. */
+	int (*change_wait)(struct db *db, uint64_t since, int timeout_ms, int wake_fd,
+			   uint64_t *now);
 };
 
 struct db {
@@ -81,5 +85,7 @@ void db_free_words(char **w, size_t count);
 
 /* Backends. */
 int db_sqlite_open(const char *path, bool create, struct db **out, char *err, size_t errlen);
+/* pg.c, built when libpq is found (DE_HAVE_LIBPQ). */
+int db_pg_open(const char *url, bool create, struct db **out, char *err, size_t errlen);
 
 #endif /* DE_DB_BACKEND_H */
