@@ -31,6 +31,13 @@ struct tgt_aio {
 	bool nowait;
 };
 
+/* A subsystem created without max_namespaces: SPDK then has no limit and
+ * leaves the key out of nvmf_get_subsystems and of its saved config. */
+struct tgt_nqn {
+	struct tgt_nqn *next;
+	char *nqn;
+};
+
 /* One pending fault (disktgt_inject_fault). */
 struct tgt_fault {
 	struct tgt_fault *next;
@@ -50,6 +57,7 @@ struct tgt {
 	struct tgt_opts opts;
 	struct tgt_aio *aios;
 	struct tgt_fault *faults;
+	struct tgt_nqn *no_max_ns;
 	unsigned malloc_next;   /* SPDK names unnamed malloc bdevs MallocN */
 	bool bdev_up, lvol_up;
 	bool stopping;          /* tgt_destroy() runs: no method may touch the layers */
@@ -62,6 +70,10 @@ struct tgt {
 	char *rate_limits_s;
 	char *io_types_lvol_s, *io_types_lvol_ro_s, *io_types_malloc_s, *io_types_aio_s, *io_types_other_s;
 };
+
+/* Subsystems created without max_namespaces (tgt_nvmf.c). */
+bool tgt_subsys_no_max_ns(const struct tgt *t, const char *nqn);
+void tgt_subsys_forget(struct tgt *t, const char *nqn);
 
 /* Completes (with -ENODEV) and frees every waiting bdev_get_bdevs. */
 void tgt_bdev_waits_cancel(struct tgt *t);

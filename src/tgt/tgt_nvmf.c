@@ -55,6 +55,30 @@ static json_t *relaxed(const json_t *params, const struct rpc_param *spec, size_
 	return o;
 }
 
+bool tgt_subsys_no_max_ns(const struct tgt *t, const char *nqn)
+{
+	const struct tgt_nqn *n;
+
+	for (n = t->no_max_ns; n; n = n->next)
+		if (!strcmp(n->nqn, nqn))
+			return true;
+	return false;
+}
+
+void tgt_subsys_forget(struct tgt *t, const char *nqn)
+{
+	struct tgt_nqn **pp, *n;
+
+	for (pp = &t->no_max_ns; (n = *pp); pp = &n->next) {
+		if (!strcmp(n->nqn, nqn)) {
+			*pp = n->next;
+			mem_free(n->nqn);
+			mem_free(n);
+			return;
+		}
+	}
+}
+
 /* ------------------------------------------------------------ transports */
 
 struct transport_params {
@@ -312,7 +336,25 @@ static void m_create_subsystem(struct rpc_request *req, json_t *params, void *ct
 	o.min_cntlid = p.min_cntlid;
 	o.max_cntlid = p.max_cntlid;
 	o.ana_reporting = p.ana_reporting;
-	rc = nvmf_subsystem_create(t->nvmf, p.nqn, &o, &s);
+	if (p.max_namespaces == 0) {
+		struct tgt_nqn *n = mem_zalloc(sizeof(*n));
+
+		if (!n || !(n->nqn = mem_strdup(p.nqn))) {
+			mem_free(n);
+			rpc_request_errno(req, -ENOMEM);
+			goto out;
+		}
+		rc = nvmf_subsystem_create(t->nvmf, p.nqn, &o, &s);
+		if (rc) {
+			mem_free(n->nqn);
+			mem_free(n);
+		} else {
+			n->next = t->no_max_ns;
+			t->no_max_ns = n;
+		}
+	} else {
+		rc = nvmf_subsystem_create(t->nvmf, p.nqn, &o, &s);
+	}
 	if (rc) {
 		/* "exists" is the normal answer to a create-if-missing client: no noise */
 		if (rc == -EEXIST)
@@ -354,10 +396,12 @@ static void m_delete_subsystem(struct rpc_request *req, json_t *params, void *ct
 	if (!s)
 		goto out;
 	rc = nvmf_subsystem_destroy(s);
-	if (rc)
+	if (rc) {
 		rpc_request_errorf(req, RPC_ERROR_INTERNAL, "Subsystem destruction failed, rc %d", rc);
-	else
+	} else {
+		tgt_subsys_forget(t, p.nqn);
 		rpc_request_reply_true(req);
+	}
 out:
 	rpc_params_free(nqn_spec, COMMON_ARRAY_SIZE(nqn_spec), &p);
 }
@@ -368,7 +412,7 @@ static json_t *addr_json(const struct nvmf_listen_addr *a)
 			 a->traddr, "trsvcid", a->trsvcid);
 }
 
-static json_t *subsystem_json(const struct nvmf_subsystem *s)
+static json_t *subsystem_json(const struct tgt *t, const struct nvmf_subsystem *s)
 {
 	json_t *o = json_object(), *la = json_array(), *hosts = json_array(), *nss = NULL;
 	unsigned i, n;
@@ -394,7 +438,7 @@ static json_t *subsystem_json(const struct nvmf_subsystem *s)
 	if (nvmf_subsystem_subtype(s) == NVMF_SUBTYPE_NVME) {
 		rc |= tgt_set(o, "serial_number", json_string(nvmf_subsystem_serial_number(s)));
 		rc |= tgt_set(o, "model_number", json_string(nvmf_subsystem_model_number(s)));
-		if (nvmf_subsystem_max_namespaces(s))
+		if (nvmf_subsystem_max_namespaces(s) && !tgt_subsys_no_max_ns(t, nvmf_subsystem_nqn(s)))
 			rc |= tgt_set(o, "max_namespaces", json_integer(nvmf_subsystem_max_namespaces(s)));
 		rc |= tgt_set(o, "passthrough", json_false());
 		rc |= tgt_set(o, "min_cntlid", json_integer(nvmf_subsystem_min_cntlid(s)));
@@ -452,11 +496,11 @@ static void m_get_subsystems(struct rpc_request *req, json_t *params, void *ctx)
 			json_decref(arr);
 			goto out;
 		}
-		if (arr && json_array_append_new(arr, subsystem_json(s)))
+		if (arr && json_array_append_new(arr, subsystem_json(t, s)))
 			goto nomem;
 	} else {
 		for (s = nvmf_subsystem_first(t->nvmf); arr && s; s = nvmf_subsystem_next(s))
-			if (json_array_append_new(arr, subsystem_json(s)))
+			if (json_array_append_new(arr, subsystem_json(t, s)))
 				goto nomem;
 	}
 	if (!arr) {

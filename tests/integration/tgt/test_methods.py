@@ -567,3 +567,17 @@ def test_pipelined_lvol_operations_keep_order(target, workdir):
     lvols = call_ok(c, "bdev_lvol_get_lvols", {"lvs_uuid": uuid})
     assert [lv["name"] for lv in lvols] == ["p%d" % i for i in range(n)]
     assert [lv["uuid"] for lv in lvols] == [r["result"] for r in replies[:n]]
+
+
+def test_max_namespaces_key_only_when_given(target):
+    """rpc.py sends max_namespaces only when -n is given (golden a70 vs a72);
+    SPDK's default is no limit and nvmf_get_subsystems then has no such key."""
+    c = target.client()
+    call_ok(c, "nvmf_create_subsystem", {"nqn": NQN, "allow_any_host": True})
+    call_ok(c, "nvmf_create_subsystem", {"nqn": NQN + "x", "max_namespaces": 8})
+    subs = call_ok(c, "nvmf_get_subsystems")
+    assert "max_namespaces" not in subs[1] and subs[1]["nqn"] == NQN
+    assert subs[2]["max_namespaces"] == 8
+    call_ok(c, "nvmf_delete_subsystem", {"nqn": NQN})
+    call_ok(c, "nvmf_create_subsystem", {"nqn": NQN, "max_namespaces": 4})
+    assert call_ok(c, "nvmf_get_subsystems", {"nqn": NQN})[0]["max_namespaces"] == 4
