@@ -254,7 +254,7 @@ void bs_blob_state(const struct blob *b, struct bs_md_state *st);
  * the blobs' chains and the old ones are zeroed. */
 #define BS_TXN_MAX 2
 #ifndef BS_FLUSH_MAX_INFLIGHT
-#define BS_FLUSH_MAX_INFLIGHT 1     /* device flushes in flight (group commit) */
+#define BS_FLUSH_MAX_INFLIGHT 2     /* device flushes in flight (group commit) */
 #endif
 struct bs_txn_member {
 	struct blob *blob;          /* in-memory object (may be not yet inserted) */
