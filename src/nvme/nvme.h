@@ -953,7 +953,7 @@ void nvme_ctrlr_destroy(struct nvme_ctrlr *ctrlr);
 /* Identify data cached at connect time (valid until destroy). */
 const struct nvme_id_ctrlr *nvme_ctrlr_data(const struct nvme_ctrlr *ctrlr);
 uint16_t nvme_ctrlr_cntlid(const struct nvme_ctrlr *ctrlr);
-/* Max bytes per read/write command (from MDTS and MAXH2CDATA-independent limits). */
+/* Max bytes per read/write command: MDTS, capped at 1 MiB. */
 uint32_t nvme_ctrlr_max_xfer(const struct nvme_ctrlr *ctrlr);
 /* NVMe status of the last failed command run through the blocking API (0 if none). */
 uint16_t nvme_ctrlr_last_status(const struct nvme_ctrlr *ctrlr);
@@ -986,15 +986,19 @@ int nvme_ctrlr_prop_set(struct nvme_ctrlr *ctrlr, uint32_t ofst, bool size8, uin
 int nvme_ns_info_get(struct nvme_ctrlr *ctrlr, uint32_t nsid, struct nvme_ns_info *out,
 		     uint32_t timeout_ms);
 
-/* Blocking I/O on the controller's first I/O queue (connected on demand if
- * opts->io_queues was 0). Offsets and lengths are bytes and must be multiples
- * of the namespace block size; long requests are split into commands the
- * controller accepts (MDTS, 65536 blocks, WZSL for write zeroes). */
+/* Blocking I/O over the controller's I/O queues (one is connected on demand
+ * if opts->io_queues was 0; commands go round-robin over all of them, up to
+ * 32 in flight per queue). Offsets and lengths are bytes and must be
+ * multiples of the namespace block size (-EINVAL), inside the namespace
+ * (-ERANGE); long requests are split into commands the controller accepts
+ * (MDTS, 65536 blocks, WZSL for write zeroes). After -ETIMEDOUT or
+ * -ECONNRESET the I/O queues stay unusable: destroy the controller. */
 int nvme_ns_read(struct nvme_ctrlr *ctrlr, uint32_t nsid, uint64_t offset, void *buf, uint64_t len,
 		 uint32_t timeout_ms);
 int nvme_ns_write(struct nvme_ctrlr *ctrlr, uint32_t nsid, uint64_t offset, const void *buf,
 		  uint64_t len, uint32_t timeout_ms);
-/* timeout_ms applies to each command, not the whole range. */
+/* timeout_ms bounds the time without progress, not the whole range. A
+ * controller without Write Zeroes gets zero-filled writes instead. */
 int nvme_ns_write_zeroes(struct nvme_ctrlr *ctrlr, uint32_t nsid, uint64_t offset, uint64_t len,
 			 uint32_t timeout_ms);
 int nvme_ns_flush(struct nvme_ctrlr *ctrlr, uint32_t nsid, uint32_t timeout_ms);
