@@ -936,8 +936,13 @@ static uint64_t round_cluster(uint64_t size, uint64_t cluster)
 	return COMMON_DIV_ROUND_UP(size, cluster) * cluster;
 }
 
-/* Known free bytes of a disk minus thick space promised but not yet taken
- * (the caller holds the disk row lock). */
+/*
+ * Known free bytes of a disk minus thick space promised but not yet seen in
+ * them (the caller holds the disk row lock): CREATING rows, the growth of
+ * RESIZING rows, and CREATING/READY rows written after the disk's last
+ * observation (the target may have allocated them after the agent read its
+ * free bytes). Errs on the safe side for at most one verify pass.
+ */
 static int disk_available(struct db *db, const struct db_disk *d, uint64_t *avail,
 			  uint64_t *pending_out)
 {
@@ -947,15 +952,19 @@ static int disk_available(struct db *db, const struct db_disk *d, uint64_t *avai
 	int rc, i;
 
 	pp_i(&pp, d->id);
+	pp_i(&pp, d->observed_at);
 	rc = pg_query(db, "free space",
-		      "SELECT size, real_size FROM lvols WHERE disk_id = $1::bigint AND thin = 0 "
-		      "AND state IN ('CREATING', 'RESIZING')", pp.n, pp.v, &r);
+		      "SELECT size, real_size, state, (updated_at >= $2::bigint)::int FROM lvols "
+		      "WHERE disk_id = $1::bigint AND thin = 0 AND (state IN ('CREATING', 'RESIZING') "
+		      "OR (state = 'READY' AND updated_at >= $2::bigint))", pp.n, pp.v, &r);
 	if (rc < 0)
 		return rc;
 	for (i = 0; i < PQntuples(r); i++) {
 		uint64_t want = round_cluster(gu(r, i, 0), d->cluster_size);
 		uint64_t have = gu(r, i, 1);
 
+		if (strcmp(PQgetvalue(r, i, 2), "RESIZING") && gi(r, i, 3))
+			have = 0; /* written after the observation: not in d->free yet */
 		if (want > have)
 			pending += want - have;
 	}

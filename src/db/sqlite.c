@@ -904,7 +904,13 @@ static uint64_t round_cluster(uint64_t size, uint64_t cluster)
 	return COMMON_DIV_ROUND_UP(size, cluster) * cluster;
 }
 
-/* Known free bytes of a disk minus thick space promised but not yet taken. */
+/*
+ * Known free bytes of a disk minus thick space promised but not yet seen in
+ * them: CREATING rows, the growth of RESIZING rows, and CREATING/READY rows
+ * written after the disk's last observation (the target may have allocated
+ * them after the agent read its free bytes). Errs on the safe side for at
+ * most one verify pass.
+ */
 static int disk_available(struct db *db, const struct db_disk *d, uint64_t *avail,
 			  uint64_t *pending_out)
 {
@@ -913,15 +919,19 @@ static int disk_available(struct db *db, const struct db_disk *d, uint64_t *avai
 	int rc;
 
 	rc = sq_prepare(db,
-			"SELECT size, real_size FROM lvols WHERE disk_id = ?1 AND thin = 0 "
-			"AND state IN ('CREATING', 'RESIZING')", &st);
+			"SELECT size, real_size, state = 'RESIZING', updated_at >= ?2 FROM lvols "
+			"WHERE disk_id = ?1 AND thin = 0 AND (state IN ('CREATING', 'RESIZING') "
+			"OR (state = 'READY' AND updated_at >= ?2))", &st);
 	if (rc < 0)
 		return rc;
 	sqlite3_bind_int64(st, 1, d->id);
+	sqlite3_bind_int64(st, 2, d->observed_at);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		uint64_t want = round_cluster(col_u64(st, 0), d->cluster_size);
 		uint64_t have = col_u64(st, 1);
 
+		if (!sqlite3_column_int(st, 2) && sqlite3_column_int(st, 3))
+			have = 0; /* written after the observation: not in d->free yet */
 		if (want > have)
 			pending += want - have;
 	}
