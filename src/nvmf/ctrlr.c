@@ -731,7 +731,7 @@ static void admin_get_log_page(struct nvmf_req *req)
 			return;
 		}
 		page_len = UINT64_MAX; /* any offset: entries past the end read as zero */
-		nvmf_discovery_log(s->tgt, c->hostnqn, req->buf, offset, (uint32_t)len);
+		nvmf_discovery_log(s->tgt, c->hostnqn, req->conn->local_traddr, req->buf, offset, (uint32_t)len);
 		if (!rae)
 			c->disc_event_masked = false;
 		break;

@@ -16,8 +16,13 @@ static void space_pad(char *dst, size_t n, const char *src)
 	memcpy(dst, src, COMMON_MIN(l, n));
 }
 
+static bool wildcard(const char *traddr)
+{
+	return strcmp(traddr, "0.0.0.0") == 0 || strcmp(traddr, "::") == 0;
+}
+
 static void entry_fill(struct nvme_discovery_log_entry *e, const struct nvmf_subsystem *s,
-		       const struct nvmf_listen_addr *a, uint16_t portid)
+		       const struct nvmf_listen_addr *a, uint16_t portid, const char *local_traddr)
 {
 	memset(e, 0, sizeof(*e));
 	e->trtype = NVME_TRTYPE_TCP;
@@ -34,7 +39,9 @@ static void entry_fill(struct nvme_discovery_log_entry *e, const struct nvmf_sub
 	e->asqsz = 128;
 	space_pad(e->trsvcid, sizeof(e->trsvcid), a->trsvcid);
 	snprintf(e->subnqn, sizeof(e->subnqn), "%s", s->nqn);
-	space_pad(e->traddr, sizeof(e->traddr), a->traddr);
+	/* never advertise a wildcard: hosts could not connect to it */
+	space_pad(e->traddr, sizeof(e->traddr),
+		  wildcard(a->traddr) && local_traddr && *local_traddr ? local_traddr : a->traddr);
 	e->tsas[0] = 0; /* no security */
 }
 
@@ -49,7 +56,8 @@ static void window_copy(uint8_t *buf, uint64_t offset, uint32_t len, uint64_t re
 	memcpy(buf + (lo - offset), (const uint8_t *)rec + (lo - rec_off), hi - lo);
 }
 
-void nvmf_discovery_log(struct nvmf_tgt *tgt, const char *hostnqn, uint8_t *buf, uint64_t offset, uint32_t len)
+void nvmf_discovery_log(struct nvmf_tgt *tgt, const char *hostnqn, const char *local_traddr, uint8_t *buf,
+			uint64_t offset, uint32_t len)
 {
 	struct nvme_discovery_log_entry e;
 	struct nvme_discovery_log_header h;
@@ -62,7 +70,7 @@ void nvmf_discovery_log(struct nvmf_tgt *tgt, const char *hostnqn, uint8_t *buf,
 		for (unsigned i = 0; i < s->n_listeners; i++) {
 			uint64_t rec_off = 1024 * (n + 1);
 			if (rec_off < offset + len && rec_off + 1024 > offset) {
-				entry_fill(&e, s, &s->listeners[i].addr, (uint16_t)i);
+				entry_fill(&e, s, &s->listeners[i].addr, (uint16_t)i, local_traddr);
 				window_copy(buf, offset, len, rec_off, &e);
 			}
 			n++;

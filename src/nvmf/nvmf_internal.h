@@ -175,6 +175,7 @@ struct nvmf_conn {
 	int fd;
 	struct nvmf_listen_addr local, peer;
 	uint64_t created_ms;
+	char local_traddr[64]; /* the connection's own local IP (getsockname) */
 	bool ic_done;
 	bool hdgst, ddgst;
 	uint8_t hpda;
@@ -311,6 +312,9 @@ int nvmf_cmd_xfer_dir(const uint8_t *sqe);
 void nvmf_io_exec(struct nvmf_req *req);
 
 /* discovery.c */
-void nvmf_discovery_log(struct nvmf_tgt *tgt, const char *hostnqn, uint8_t *buf, uint64_t offset, uint32_t len);
+/* local_traddr: the address the request came in on, shown instead of a
+ * wildcard listener address (0.0.0.0 / ::); may be NULL or "". */
+void nvmf_discovery_log(struct nvmf_tgt *tgt, const char *hostnqn, const char *local_traddr, uint8_t *buf,
+			uint64_t offset, uint32_t len);
 
 #endif /* DE_NVMF_INTERNAL_H */

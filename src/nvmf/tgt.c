@@ -433,12 +433,22 @@ static void port_accept(struct ev_loop *loop, int fd, uint32_t events, void *arg
 		setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		struct nvmf_listen_addr peer;
 		sockaddr_to_addr(&ss, &peer);
-		struct nvmf_conn *conn;
-		if (nvmf_conn_create(port->tgt, cfd, &port->addr, &peer, &conn) != 0)
+		struct nvmf_conn *conn = NULL;
+		struct sockaddr_storage ls;
+		struct nvmf_listen_addr local;
+		socklen_t lsl = sizeof(ls);
+		memset(&local, 0, sizeof(local));
+		if (getsockname(cfd, (struct sockaddr *)&ls, &lsl) == 0)
+			sockaddr_to_addr(&ls, &local);
+		if (nvmf_conn_create(port->tgt, cfd, &port->addr, &peer, &conn) != 0) {
 			LOG_WARN(NVMF_LOG, "connection refused (out of memory) peer=%s:%s", peer.traddr, peer.trsvcid);
-		else if (!port->tgt->housekeeping)
-			ev_timer_start(loop, COMMON_MIN(1000, port->tgt->connect_timeout_ms),
-				       COMMON_MIN(1000, port->tgt->connect_timeout_ms), tgt_housekeeping, port->tgt, &port->tgt->housekeeping);
+			continue;
+		}
+		snprintf(conn->local_traddr, sizeof(conn->local_traddr), "%s", local.traddr);
+		if (!port->tgt->housekeeping) {
+			uint64_t period = COMMON_MIN(1000, port->tgt->connect_timeout_ms);
+			ev_timer_start(loop, period, period, tgt_housekeeping, port->tgt, &port->tgt->housekeeping);
+		}
 	}
 }
 
