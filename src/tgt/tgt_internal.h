@@ -31,11 +31,15 @@ struct tgt_aio {
 	bool nowait;
 };
 
-/* A subsystem created without max_namespaces: SPDK then has no limit and
- * leaves the key out of nvmf_get_subsystems and of its saved config. */
+/* What nvmf_create_subsystem was given that src/nvmf does not keep: no
+ * max_namespaces (SPDK then has no limit and leaves the key out of
+ * nvmf_get_subsystems), dmrsl / wzsl (reported as given). */
 struct tgt_nqn {
 	struct tgt_nqn *next;
 	char *nqn;
+	bool no_max_ns;
+	uint32_t dmrsl;
+	uint8_t wzsl;
 };
 
 /* One pending fault (disktgt_inject_fault). */
@@ -73,6 +77,7 @@ struct tgt {
 
 /* Subsystems created without max_namespaces (tgt_nvmf.c). */
 bool tgt_subsys_no_max_ns(const struct tgt *t, const char *nqn);
+const struct tgt_nqn *tgt_subsys_extra(const struct tgt *t, const char *nqn);
 void tgt_subsys_forget(struct tgt *t, const char *nqn);
 
 /* Completes (with -ENODEV) and frees every waiting bdev_get_bdevs. */

@@ -14,6 +14,11 @@
 
 #include "tgt/tgt_internal.h"
 
+/* SPDK's defaults: 1 GiB of 512 B blocks per discard range, 2^12 minimum
+ * pages (4 KiB) per write zeroes. */
+#define TGT_DEFAULT_DMRSL 2097152
+#define TGT_DEFAULT_WZSL 12
+
 #define INVALID_PARAMS(req) rpc_request_error((req), RPC_ERROR_INVALID_PARAMS, RPC_MSG_INVALID_PARAMS)
 
 static struct nvmf_subsystem *subsys_lookup(struct tgt *t, struct rpc_request *req, const char *nqn)
@@ -55,14 +60,21 @@ static json_t *relaxed(const json_t *params, const struct rpc_param *spec, size_
 	return o;
 }
 
-bool tgt_subsys_no_max_ns(const struct tgt *t, const char *nqn)
+const struct tgt_nqn *tgt_subsys_extra(const struct tgt *t, const char *nqn)
 {
 	const struct tgt_nqn *n;
 
 	for (n = t->no_max_ns; n; n = n->next)
 		if (!strcmp(n->nqn, nqn))
-			return true;
-	return false;
+			return n;
+	return NULL;
+}
+
+bool tgt_subsys_no_max_ns(const struct tgt *t, const char *nqn)
+{
+	const struct tgt_nqn *n = tgt_subsys_extra(t, nqn);
+
+	return n && n->no_max_ns;
 }
 
 void tgt_subsys_forget(struct tgt *t, const char *nqn)
@@ -306,9 +318,30 @@ static void m_create_subsystem(struct rpc_request *req, json_t *params, void *ct
 
 	p.min_cntlid = NVMF_MIN_CNTLID;
 	p.max_cntlid = NVMF_MAX_CNTLID;
+	p.max_discard_size_kib = UINT64_MAX;
+	p.max_write_zeroes_size_kib = UINT64_MAX;
+	p.dmrsl = TGT_DEFAULT_DMRSL;
+	p.wzsl = TGT_DEFAULT_WZSL;
 	if (rpc_params_decode(params, create_subsys_spec, COMMON_ARRAY_SIZE(create_subsys_spec), &p)) {
 		INVALID_PARAMS(req);
 		return;
+	}
+	/* SPDK's deprecated KiB spellings of dmrsl / wzsl */
+	if (p.max_discard_size_kib != UINT64_MAX)
+		p.dmrsl = (uint32_t)(p.max_discard_size_kib << 1);
+	if (p.max_write_zeroes_size_kib != UINT64_MAX) {
+		uint64_t k = p.max_write_zeroes_size_kib;
+
+		if (k == 0) {
+			p.wzsl = 0;
+		} else if (k >= 8 && (k & (k - 1)) == 0) {
+			for (p.wzsl = 0; (k >> 2) > (1ull << p.wzsl); p.wzsl++)
+				;
+		} else {
+			rpc_request_errorf(req, RPC_ERROR_INVALID_PARAMS, "Invalid max_write_zeroes_size_kib %llu",
+					   (unsigned long long)k);
+			goto out;
+		}
 	}
 	if (p.tgt_name) {
 		rpc_request_errorf(req, RPC_ERROR_INTERNAL, "Unable to find target %s", p.tgt_name);
@@ -336,7 +369,7 @@ static void m_create_subsystem(struct rpc_request *req, json_t *params, void *ct
 	o.min_cntlid = p.min_cntlid;
 	o.max_cntlid = p.max_cntlid;
 	o.ana_reporting = p.ana_reporting;
-	if (p.max_namespaces == 0) {
+	{
 		struct tgt_nqn *n = mem_zalloc(sizeof(*n));
 
 		if (!n || !(n->nqn = mem_strdup(p.nqn))) {
@@ -344,6 +377,9 @@ static void m_create_subsystem(struct rpc_request *req, json_t *params, void *ct
 			rpc_request_errno(req, -ENOMEM);
 			goto out;
 		}
+		n->no_max_ns = p.max_namespaces == 0;
+		n->dmrsl = p.dmrsl;
+		n->wzsl = p.wzsl;
 		rc = nvmf_subsystem_create(t->nvmf, p.nqn, &o, &s);
 		if (rc) {
 			mem_free(n->nqn);
@@ -352,8 +388,6 @@ static void m_create_subsystem(struct rpc_request *req, json_t *params, void *ct
 			n->next = t->no_max_ns;
 			t->no_max_ns = n;
 		}
-	} else {
-		rc = nvmf_subsystem_create(t->nvmf, p.nqn, &o, &s);
 	}
 	if (rc) {
 		/* "exists" is the normal answer to a create-if-missing client: no noise */
@@ -443,9 +477,12 @@ static json_t *subsystem_json(const struct tgt *t, const struct nvmf_subsystem *
 		rc |= tgt_set(o, "passthrough", json_false());
 		rc |= tgt_set(o, "min_cntlid", json_integer(nvmf_subsystem_min_cntlid(s)));
 		rc |= tgt_set(o, "max_cntlid", json_integer(nvmf_subsystem_max_cntlid(s)));
-		/* SPDK's defaults: 1 GiB of 512 B blocks per discard range, 2^12 pages per write zeroes. */
-		rc |= tgt_set(o, "dmrsl", json_integer(2097152));
-		rc |= tgt_set(o, "wzsl", json_integer(12));
+		{
+			const struct tgt_nqn *x = tgt_subsys_extra(t, nvmf_subsystem_nqn(s));
+
+			rc |= tgt_set(o, "dmrsl", json_integer(x ? x->dmrsl : TGT_DEFAULT_DMRSL));
+			rc |= tgt_set(o, "wzsl", json_integer(x ? x->wzsl : TGT_DEFAULT_WZSL));
+		}
 		nss = json_array();
 		for (ns = nvmf_subsystem_ns_first(s); nss && ns; ns = nvmf_subsystem_ns_next(ns)) {
 			json_t *j = json_object();

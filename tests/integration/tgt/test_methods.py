@@ -581,3 +581,16 @@ def test_max_namespaces_key_only_when_given(target):
     call_ok(c, "nvmf_delete_subsystem", {"nqn": NQN})
     call_ok(c, "nvmf_create_subsystem", {"nqn": NQN, "max_namespaces": 4})
     assert call_ok(c, "nvmf_get_subsystems", {"nqn": NQN})[0]["max_namespaces"] == 4
+
+
+def test_dmrsl_wzsl_as_given(target):
+    c = target.client()
+    call_ok(c, "nvmf_create_subsystem", {"nqn": NQN, "dmrsl": 100, "wzsl": 5})
+    s = call_ok(c, "nvmf_get_subsystems", {"nqn": NQN})[0]
+    assert (s["dmrsl"], s["wzsl"]) == (100, 5)
+    call_ok(c, "nvmf_create_subsystem", {"nqn": NQN + "k", "max_discard_size_kib": 1024,
+                                         "max_write_zeroes_size_kib": 64})
+    s = call_ok(c, "nvmf_get_subsystems", {"nqn": NQN + "k"})[0]
+    assert (s["dmrsl"], s["wzsl"]) == (2048, 4)
+    assert call_err(c, "nvmf_create_subsystem", {"nqn": NQN + "z", "max_write_zeroes_size_kib": 10}) == \
+        (-32602, "Invalid max_write_zeroes_size_kib 10")
