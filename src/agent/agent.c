@@ -2,8 +2,9 @@
  * agent.c: the agent's lifecycle and loop threads. Each loop opens its own
  * DB handle, waits for its node row, connects to the node's target on its
  * own JSON-RPC connection and then runs its tick every tick_ms, or at once
- * when db_change_counter() moves (polled every poll_ms). agent_stop() wakes
- * every thread through an eventfd; a thread finishes the step it is in.
+ * when the DB's change counter moves (db_change_wait: SQLite polls it every
+ * few ms, PostgreSQL waits for NOTIFY). agent_stop() wakes every thread
+ * through an eventfd; a thread finishes the step it is in.
  */
 #include "agent/agent_int.h"
 
@@ -193,7 +194,12 @@ static void *loop_main(void *arg)
 				next_tick = clock_mono_ms() + o->tick_ms;
 			continue;
 		}
-		loop_sleep(l, COMMON_MIN(o->poll_ms, next_tick - now));
+		/* Until the next tick, a desired-state change or agent_stop(). On
+		 * SQLite this polls data_version every few ms inside; on
+		 * PostgreSQL it waits for NOTIFY. The top of the loop sees a move.
+		 * An error return has already slept (the loop never spins). */
+		db_change_wait(l->db, seen, (int)COMMON_MIN(next_tick - now, (uint64_t)60000),
+			       l->agent->stop_fd, NULL);
 	}
 	return NULL;
 }
