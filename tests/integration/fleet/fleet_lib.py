@@ -9,7 +9,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "agent"))
 import helpers  # noqa: E402
-from agent_lib import Node, disktgt_missing  # noqa: E402,F401
+from agent_lib import Node, disktgt_missing, free_port  # noqa: E402,F401
 
 
 class FleetNode(Node):
