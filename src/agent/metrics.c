@@ -25,12 +25,18 @@
 #define LABELS_MAX 64
 #define LABEL_LEN 64
 
+/* Histogram bucket upper bounds in microseconds (Prometheus "le", seconds). */
+static const uint64_t bucket_us[] = { 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000,
+				      250000, 500000, 1000000, 2500000, 5000000, 10000000 };
+#define N_BUCKETS (sizeof(bucket_us) / sizeof(bucket_us[0]))
+
 struct series {
 	char label[LABEL_LEN];
 	uint64_t count;      /* calls, ticks, events */
 	uint64_t errors;     /* rpc: error replies and transport failures */
 	uint64_t us_sum;
 	uint64_t us_max;
+	uint64_t buckets[N_BUCKETS]; /* non-cumulative; rendered cumulative */
 };
 
 struct table {
@@ -40,9 +46,7 @@ struct table {
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static atomic_bool enabled;
-static struct table ticks, rpcs, events;
-static uint64_t lag_count, lag_ms_sum, lag_ms_max;
-static uint64_t db_count, db_us_sum;
+static struct table ticks, rpcs, events, lag, dbt;
 static uint64_t lvol_states[6];
 static bool have_states;
 
@@ -79,6 +83,12 @@ static void record(struct table *t, const char *label, bool ok, uint64_t us)
 	s->us_sum += us;
 	if (us > s->us_max)
 		s->us_max = us;
+	for (size_t i = 0; i < N_BUCKETS; i++) {
+		if (us <= bucket_us[i]) {
+			s->buckets[i]++;
+			break;
+		}
+	}
 	pthread_mutex_unlock(&lock);
 }
 
@@ -86,27 +96,8 @@ void metrics_tick(const char *loop, uint64_t us) { record(&ticks, loop, true, us
 void metrics_rpc(const char *method, bool ok, uint64_t us) { record(&rpcs, method, ok, us); }
 void metrics_event(const char *kind) { record(&events, kind, true, 0); }
 
-void metrics_lag(uint64_t ms)
-{
-	if (!atomic_load(&enabled))
-		return;
-	pthread_mutex_lock(&lock);
-	lag_count++;
-	lag_ms_sum += ms;
-	if (ms > lag_ms_max)
-		lag_ms_max = ms;
-	pthread_mutex_unlock(&lock);
-}
-
-void metrics_db(uint64_t us)
-{
-	if (!atomic_load(&enabled))
-		return;
-	pthread_mutex_lock(&lock);
-	db_count++;
-	db_us_sum += us;
-	pthread_mutex_unlock(&lock);
-}
+void metrics_lag(uint64_t ms) { record(&lag, "", true, ms * 1000); }
+void metrics_db(uint64_t us) { record(&dbt, "", true, us); }
 
 void metrics_lvol_states(const uint64_t counts[6])
 {
@@ -160,9 +151,50 @@ static void put(struct buf *b, const char *fmt, ...)
 
 static double sec(uint64_t us) { return (double)us / 1e6; }
 
+/* One histogram family: name_bucket/_sum/_count per series, then name_max_seconds. */
+static void put_histogram(struct buf *b, const char *name, const char *key, const char *help,
+			  const struct table *t)
+{
+	char lbl[LABEL_LEN + 80], sep[2] = "";
+
+	put(b, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+	for (size_t i = 0; i < t->n; i++) {
+		const struct series *x = &t->v[i];
+		uint64_t cum = 0;
+
+		if (key) {
+			snprintf(lbl, sizeof(lbl), "%s=\"%s\"", key, x->label);
+			sep[0] = ',';
+		} else {
+			lbl[0] = '\0';
+			sep[0] = '\0';
+		}
+		for (size_t j = 0; j < N_BUCKETS; j++) {
+			cum += x->buckets[j];
+			put(b, "%s_bucket{%s%sle=\"%g\"} %llu\n", name, lbl, sep, sec(bucket_us[j]),
+			    (unsigned long long)cum);
+		}
+		put(b, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name, lbl, sep,
+		    (unsigned long long)x->count);
+		put(b, "%s_sum%s%s%s %.6f\n", name, key ? "{" : "", lbl, key ? "}" : "",
+		    sec(x->us_sum));
+		put(b, "%s_count%s%s%s %llu\n", name, key ? "{" : "", lbl, key ? "}" : "",
+		    (unsigned long long)x->count);
+	}
+	put(b, "# TYPE %s_max_seconds gauge\n", name);
+	for (size_t i = 0; i < t->n; i++) {
+		if (key)
+			put(b, "%s_max_seconds{%s=\"%s\"} %.6f\n", name, key, t->v[i].label,
+			    sec(t->v[i].us_max));
+		else
+			put(b, "%s_max_seconds %.6f\n", name, sec(t->v[i].us_max));
+	}
+}
+
 char *metrics_render(void)
 {
 	struct buf b = { 0 };
+	struct table empty1 = { .n = 1 }, empty2 = { .n = 1 };
 
 	pthread_mutex_lock(&lock);
 	put(&b, "# HELP diskengine_loop_ticks_total Loop passes run.\n"
@@ -170,14 +202,8 @@ char *metrics_render(void)
 	for (size_t i = 0; i < ticks.n; i++)
 		put(&b, "diskengine_loop_ticks_total{loop=\"%s\"} %llu\n", ticks.v[i].label,
 		    (unsigned long long)ticks.v[i].count);
-	put(&b, "# TYPE diskengine_loop_tick_seconds_sum counter\n");
-	for (size_t i = 0; i < ticks.n; i++)
-		put(&b, "diskengine_loop_tick_seconds_sum{loop=\"%s\"} %.6f\n", ticks.v[i].label,
-		    sec(ticks.v[i].us_sum));
-	put(&b, "# TYPE diskengine_loop_tick_seconds_max gauge\n");
-	for (size_t i = 0; i < ticks.n; i++)
-		put(&b, "diskengine_loop_tick_seconds_max{loop=\"%s\"} %.6f\n", ticks.v[i].label,
-		    sec(ticks.v[i].us_max));
+	put_histogram(&b, "diskengine_loop_tick_seconds", "loop", "Duration of a loop pass.",
+		      &ticks);
 	put(&b, "# HELP diskengine_rpc_calls_total JSON-RPC calls to the target.\n"
 		"# TYPE diskengine_rpc_calls_total counter\n");
 	for (size_t i = 0; i < rpcs.n; i++) {
@@ -186,26 +212,17 @@ char *metrics_render(void)
 		put(&b, "diskengine_rpc_calls_total{method=\"%s\",result=\"error\"} %llu\n",
 		    rpcs.v[i].label, (unsigned long long)rpcs.v[i].errors);
 	}
-	put(&b, "# TYPE diskengine_rpc_call_seconds_sum counter\n");
-	for (size_t i = 0; i < rpcs.n; i++)
-		put(&b, "diskengine_rpc_call_seconds_sum{method=\"%s\"} %.6f\n", rpcs.v[i].label,
-		    sec(rpcs.v[i].us_sum));
+	put_histogram(&b, "diskengine_rpc_call_seconds", "method",
+		      "JSON-RPC call latency (errors included).", &rpcs);
 	put(&b, "# HELP diskengine_events_raised_total Events raised (deduplicated).\n"
 		"# TYPE diskengine_events_raised_total counter\n");
 	for (size_t i = 0; i < events.n; i++)
 		put(&b, "diskengine_events_raised_total{kind=\"%s\"} %llu\n", events.v[i].label,
 		    (unsigned long long)events.v[i].count);
-	put(&b, "# HELP diskengine_ready_lag_seconds Desired-state change to READY.\n"
-		"# TYPE diskengine_ready_lag_seconds_sum counter\n"
-		"diskengine_ready_lag_seconds_sum %.3f\n"
-		"# TYPE diskengine_ready_lag_seconds_count counter\n"
-		"diskengine_ready_lag_seconds_count %llu\n"
-		"# TYPE diskengine_ready_lag_seconds_max gauge\n"
-		"diskengine_ready_lag_seconds_max %.3f\n",
-	    (double)lag_ms_sum / 1e3, (unsigned long long)lag_count, (double)lag_ms_max / 1e3);
-	put(&b, "# TYPE diskengine_db_calls_total counter\ndiskengine_db_calls_total %llu\n"
-		"# TYPE diskengine_db_call_seconds_sum counter\ndiskengine_db_call_seconds_sum %.6f\n",
-	    (unsigned long long)db_count, sec(db_us_sum));
+	put_histogram(&b, "diskengine_ready_lag_seconds", NULL,
+		      "Desired-state change to READY.", lag.n ? &lag : &empty1);
+	put_histogram(&b, "diskengine_db_call_seconds", NULL,
+		      "Timed DB calls (heartbeat, verify reads).", dbt.n ? &dbt : &empty2);
 	if (have_states) {
 		put(&b, "# HELP diskengine_lvols Lvols of this node by state (last verify).\n"
 			"# TYPE diskengine_lvols gauge\n");

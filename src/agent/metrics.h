@@ -4,13 +4,14 @@
  * has it. Every recording function is thread-safe and a cheap no-op until
  * metrics_start() succeeded.
  *
- * Exposed (prefix diskengine_):
- *   loop_ticks_total{loop}  loop_tick_seconds_sum{loop}  loop_tick_seconds_max{loop}
- *   rpc_calls_total{method,result}  rpc_call_seconds_sum{method}
+ * Exposed (prefix diskengine_; "histogram" = _bucket{le} cumulative, _sum,
+ * _count, plus a _max_seconds gauge; buckets 0.5 ms .. 10 s):
+ *   loop_ticks_total{loop}, loop_tick_seconds{loop} histogram
+ *   rpc_calls_total{method,result}, rpc_call_seconds{method} histogram
  *   events_raised_total{kind}
- *   ready_lag_seconds_sum / _count / _max   (desired change -> READY)
- *   db_calls_total  db_call_seconds_sum
- *   lvols{state}                            (from the last verify)
+ *   ready_lag_seconds histogram               (desired change -> READY)
+ *   db_call_seconds histogram
+ *   lvols{state}                              (from the last verify)
  */
 #ifndef DE_AGENT_METRICS_H
 #define DE_AGENT_METRICS_H

@@ -307,6 +307,12 @@ def test_metrics_endpoint(node):
     assert 'diskengine_rpc_calls_total{method="bdev_lvol_create",result="ok"} 1' in text, text
     assert 'diskengine_loop_ticks_total{loop="provision"}' in text
     assert "diskengine_ready_lag_seconds_count 1" in text
+    # Histograms: cumulative buckets, +Inf == _count.
+    m = 'diskengine_rpc_call_seconds_bucket{method="bdev_lvol_create",le='
+    buckets = [int(line.split()[-1]) for line in text.splitlines() if line.startswith(m)]
+    assert len(buckets) == 15 and buckets == sorted(buckets) and buckets[-1] == 1, buckets
+    assert 'diskengine_rpc_call_seconds_count{method="bdev_lvol_create"} 1' in text
+    assert 'diskengine_loop_tick_seconds_bucket{loop="provision",le="+Inf"}' in text
     p = subprocess.run([helpers.binary("diskengine"), "--db", "/nonexistent/x.db", "--node", "n",
                         "--metrics-listen", "nonsense"], capture_output=True, text=True, timeout=20)
     assert p.returncode == 1 and "metrics address" in p.stderr
