@@ -280,6 +280,28 @@ def test_orphan_event_once(node):
     assert "777" in [lv["name"] for lv in node.target_lvols()]  # never deleted by default
 
 
+def test_orphan_collection_two_step(node):
+    """orphan_collect = on: an orphan is first renamed to quarantine-<name>-<t>
+    (still there, recoverable), deleted only after orphan_grace; names outside
+    the agent's scheme are never touched."""
+    conf = write_conf(node, "orphan_collect = on\norphan_grace = 2s\n")
+    node.start_agent(extra=["--config", conf])
+    node.create("8MiB", wait=True)
+    lvs = node.rpc_ok("bdev_lvol_get_lvstores")[0]["uuid"]
+    for name in ("777", "not-ours"):
+        node.rpc_ok("bdev_lvol_create", {"lvol_name": name, "size_in_mib": 4, "uuid": lvs,
+                                         "thin_provision": True})
+    names = lambda: [lv["name"] for lv in node.target_lvols()]  # noqa: E731
+    helpers.wait_for(lambda: any(n.startswith("quarantine-777-") for n in names()), 10,
+                     what="quarantine rename")
+    assert "777" not in names() and "not-ours" in names()
+    helpers.wait_for(lambda: not any(n.startswith("quarantine-") for n in names()), 15,
+                     what="quarantined orphan deleted after the grace period")
+    assert "not-ours" in names() and "1" in names()
+    helpers.wait_for(lambda: all(e["resolved_at"] for e in open_events(node, "orphan")), 10,
+                     what="orphan event resolved")
+
+
 def test_thick_too_big_fails_with_reason(node):
     node.start_agent()
     node.create("8MiB", wait=True)
