@@ -64,6 +64,17 @@ def test_thin_resize_ready(node):
     assert_converged(node, [a])
 
 
+def test_thick_shrink_with_allow_shrink(node):
+    node.start_agent()
+    a = node.create("32MiB", wait=True)
+    p = node.ctl("lvol", "resize", a, "--size", "16MiB", "--wait=10", check=False)
+    assert p.returncode != 0 and node.lvol(a)["state"] == "READY"  # refused without the flag
+    node.ctl("lvol", "resize", a, "--size", "16MiB", "--allow-shrink", "--wait=20")
+    r = node.lvol(a)
+    assert r["state"] == "READY" and r["real_size"] == 16 << 20 and not r["zeroing"], r
+    assert_converged(node, [a])
+
+
 def test_thick_grow_without_data_path_stays_resizing(node):
     """The fake target has no NVMe/TCP data path: zeroing cannot run, so the
     row must stay RESIZING with the intent recorded and a reason - never
