@@ -126,8 +126,15 @@ SAMPLES = {
     "rpc": ("sequential                        33814 calls/s   SPDK     125 calls/s   x271\n"
             "pipelined depth 64               213504 calls/s   SPDK    7839 calls/s   x27\n"
             "8 clients, sequential             47732 calls/s   SPDK       n/a\n"
-            "disktgt idle: 0.5 % of one core over 1 s; RSS 2.0 MiB (SPDK: 100 % of its core)\n",
-            {"rpc.seq": 33814, "rpc.pipe64": 213504, "rpc.clients8": 47732, "rpc.idle_cpu": 0.5}),
+            "disktgt idle: 0.5 % of one core over 1 s; RSS 2.0 MiB (SPDK: 100 % of its core)\n"
+            "listing: bdev_lvol_get_lvols p50 1.55 ms with 1000 lvols (SPDK 11 ms)\n"
+            "listing: bdev_get_bdevs p50 45.58 ms with 1001 bdevs (SPDK 28-47 ms)\n"
+            "snapshot: sequential 541 /s (100), 128 in flight 1000 /s (400) (SPDK: 124.8 /s sequential)\n"
+            "footprint: RSS 7.7 MiB with 2000 lvols (500 of them snapshots), 2877 bytes per lvol over the "
+            "empty lvstore; idle CPU 0.0 % of one core over 1 s\n",
+            {"rpc.seq": 33814, "rpc.pipe64": 213504, "rpc.clients8": 47732, "rpc.idle_cpu": 0.5,
+             "rpc.get_lvols_1000": 1.55, "rpc.get_bdevs_1001": 45.58, "rpc.snap_seq": 541, "rpc.snap_pipe": 1000,
+             "rpc.rss_lvols": 7.7, "rpc.rss_per_lvol": 2877, "rpc.idle_cpu_lvols": 0.0}),
     "blob": ("blob bench: file=/tmp/x lvols=10000 depth=128 cluster=1048576 bytes\n"
              "creates:     21753 /s  (2000 in 0.09 s)   SPDK 10,000-14,000 /s -> ratio 1.81x of 12,000\n"
              "memory:       1460 bytes per lvol (heap growth)\n"
@@ -144,8 +151,12 @@ SAMPLES = {
               "nvme.malloc.zeroes": 0.45}),
     "agent": ("zeroing: 10 GiB grow of a thick lvol READY in 1.2 s: 8.22 GiB/s (NVMe/TCP)\n"
               "create --wait latency: n=50 p50 22.4 ms p99 138.0 ms max 138.0 ms\n"
-              "throughput: 200 creates (thick/thin mixed) submitted in 5.13 s, all READY after 5.27 s: 38 creates/s\n",
-              {"agent.zeroing": 8.22, "agent.create_p50": 22.4, "agent.throughput": 38}),
+              "throughput: 200 creates (thick/thin mixed) submitted in 5.13 s, all READY after 5.27 s: 38 creates/s\n"
+              "scaling: lvols=100 creates_per_s=210.5 verify_ms=0.8\n"
+              "scaling: lvols=1000 creates_per_s=190 verify_ms=nan\n",
+              {"agent.zeroing": 8.22, "agent.create_p50": 22.4, "agent.throughput": 38,
+               "agent.scale100.creates_per_s": 210.5, "agent.scale100.verify_ms": 0.8,
+               "agent.scale1000.creates_per_s": 190}),
     "fleet": ("create latency (NOTIFY, diskctl --wait, 30 samples): p50 12.5 ms p99 40.0 ms max 41.0 ms; "
               "agent created->READY p50 5 ms p99 9 ms\n"
               "fleet throughput: 300 placed creates on 3 nodes READY in 3.0 s = 100 creates/s (submitted)\n",
@@ -162,6 +173,20 @@ def test_parsers(area):
         assert k in got, "%s: %s not parsed (got %s)" % (area, k, sorted(got))
         assert got[k]["value"] == pytest.approx(v)
         assert got[k]["unit"] and got[k]["name"]
+
+
+def test_scaling_points_from_agent_lines():
+    mod = load_runall()
+    figs = mod.parse_agent(SAMPLES["agent"][0])
+    assert "agent.scale1000.verify_ms" not in {f["id"] for f in figs}  # nan = not measured
+    byid = {}
+    for f in figs:
+        f["runs"] = [f.pop("value")]
+        byid[f["id"]] = f
+    byid["agent.scale100.creates_per_s"]["runs"] += [100.0, 300.0]
+    pts = mod.scaling_points(byid.values())
+    assert pts == [{"lvols": 100, "creates_per_s": 210.5, "verify_ms": 0.8},
+                   {"lvols": 1000, "creates_per_s": 190.0}]
 
 
 def test_targets_follow_the_issue():
