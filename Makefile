@@ -6,7 +6,7 @@ FUZZ_BUILD ?= build-fuzz
 PY         ?= /usr/bin/python3
 FUZZ_SECONDS ?= 60
 
-.PHONY: all deps build asan fuzz-build run test unit integration fuzz bench stress clean
+.PHONY: all deps build asan fuzz-build run test unit integration fuzz bench stress valgrind clean
 
 all: build
 
@@ -52,8 +52,14 @@ fuzz: deps fuzz-build
 bench: deps build
 	@$(PY) bench/run-all --build $(BUILD) $(if $(QUICK),--quick,)
 
-stress: deps build asan
-	@$(PY) scripts/run-tests --build $(ASAN_BUILD) --only integration --stress
+# make stress: the long runs (issue 9): reliability suite at full size, every
+# integration area with DISKENGINE_STRESS=1, fuzzers, valgrind smoke; summary table.
+stress: deps build asan fuzz-build
+	@$(PY) scripts/stress --build $(ASAN_BUILD) --release-build $(BUILD) --fuzz-build $(FUZZ_BUILD) --fuzz-seconds $(FUZZ_SECONDS)
+
+# valgrind memcheck over an end-to-end smoke run (release build; ~2 min).
+valgrind: deps build
+	@scripts/valgrind-smoke --build $(BUILD)
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)
