@@ -33,6 +33,7 @@ SYNTH = {
          "runs": [21000, 22000], "spdk": None, "target": None},
     ],
     "missing": ["something not measured"],
+    "problems": ["bench/x run 1: exit code 1"],
     "scaling": [{"lvols": 100, "creates_per_s": 200, "verify_ms": 0.5},
                 {"lvols": 1000, "creates_per_s": 180, "verify_ms": 3.0},
                 {"lvols": 10000, "creates_per_s": 150, "verify_ms": 30.0}],
@@ -72,6 +73,7 @@ def test_json_figures(tmp_path):
     assert f["blob.resize"]["ratio"] is None and f["blob.resize"]["status"] == "-"
     assert rep["summary"] == {"figures": 4, "with_spdk": 3, "pass": 2, "fail": 1, "no_target": 1}
     assert "something not measured" in rep["missing"]
+    assert rep["problems"] == ["bench/x run 1: exit code 1"]
 
 
 def test_markdown_table(tmp_path):
@@ -87,6 +89,7 @@ def test_markdown_table(tmp_path):
     rr = next(r for r in rows if "randread" in r)
     assert "0.40x" in rr and "FAIL" in rr and "371,000" in rr
     assert "11 @1,000" in md and "Test CPU" in md and "something not measured" in md
+    assert "bench/x run 1: exit code 1" in md and "PROBLEM: bench/x" in stdout
     assert "figure" in stdout and "30,000" in stdout  # the table is printed too
 
 
