@@ -76,6 +76,49 @@ static long event_disk(const struct db_event *e, const struct db_disk *disks, si
 	return -1;
 }
 
+/* The fleet in one line (text; JSON: only creates *out): nodes live/total,
+ * disks with a loaded lvstore, capacity and free bytes known, lvols by
+ * state. */
+static void fleet_summary(struct ctl *ctl, const struct db_node *nodes, size_t nn,
+			  const struct db_disk *disks, size_t nd, const struct db_lvol *lvols,
+			  size_t nl, int64_t now, json_t **out)
+{
+	size_t live = 0, loaded = 0, by_state[NSTATES] = { 0 }, i;
+	uint64_t cap = 0, free_bytes = 0;
+	char b1[32], b2[32];
+	int s;
+
+	for (i = 0; i < nn; i++)
+		if (nodes[i].last_seen > 0 && now - nodes[i].last_seen <= DB_NODE_LIVE_MS)
+			live++;
+	for (i = 0; i < nd; i++) {
+		if (disks[i].lvstore_state == DB_LVSTORE_LOADED)
+			loaded++;
+		if (disks[i].observed_at) {
+			cap += disks[i].capacity;
+			free_bytes += disks[i].free;
+		}
+	}
+	for (i = 0; i < nl; i++)
+		if ((int)lvols[i].state >= 0 && (int)lvols[i].state < NSTATES)
+			by_state[lvols[i].state]++;
+	if (ctl->json) {
+		/* JSON callers sum the per-node objects (the shape stays as documented) */
+		*out = json_object();
+		return;
+	}
+	printf("fleet: %zu node%s (%zu live), %zu disk%s (%zu loaded), capacity %s, free %s, lvols:",
+	       nn, nn == 1 ? "" : "s", live, nd, nd == 1 ? "" : "s", loaded,
+	       ctl_size(cap, b1, sizeof(b1)), ctl_size(free_bytes, b2, sizeof(b2)));
+	for (s = 0, i = 0; s < NSTATES; s++) {
+		if (s == DB_LVOL_DELETED || !by_state[s])
+			continue;
+		printf(" %s %zu", db_lvol_state_name(s), by_state[s]);
+		i++;
+	}
+	printf("%s\n", i ? "" : " none");
+}
+
 int ctl_status(struct ctl *ctl, struct ctl_args *a)
 {
 	struct db_lvol_filter lf = { .state = DB_LVOL_ANY };
@@ -118,10 +161,9 @@ int ctl_status(struct ctl *ctl, struct ctl_args *a)
 		if (di >= 0)
 			st[di].events_open++;
 	}
-	if (ctl->json) {
-		out = json_object();
+	fleet_summary(ctl, nodes, nn, disks, nd, lvols, nl, now, &out);
+	if (ctl->json)
 		jnodes = json_array();
-	}
 	for (i = 0; i < nn; i++) {
 		const struct db_node *n = &nodes[i];
 		bool live = n->last_seen > 0 && now - n->last_seen <= DB_NODE_LIVE_MS;

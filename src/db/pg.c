@@ -137,7 +137,7 @@ static int conn_ensure(struct db *db)
 	else
 		p->c = PQconnectdb(p->url);
 	if (!p->c || PQstatus(p->c) != CONNECTION_OK) {
-		int err = db_fail(db, -EAGAIN, "cannot connect to the database server: %s",
+		int err = db_fail(db, -EAGAIN, "cannot connect to the PostgreSQL server: %s",
 				  p->c ? PQerrorMessage(p->c) : "out of memory");
 
 		p->backoff_ms = p->backoff_ms ? p->backoff_ms * 2 : PG_BACKOFF_MIN_MS;
@@ -328,7 +328,7 @@ int db_pg_open(const char *url, bool create, struct db **out, char *err, size_t 
 
 		db_strlcpy(msg, p->c ? PQerrorMessage(p->c) : "out of memory", sizeof(msg));
 		msg[strcspn(msg, "\n")] = '\0';
-		snprintf(err, errlen, "cannot connect to the database server: %s", msg);
+		snprintf(err, errlen, "cannot connect to the PostgreSQL server: %s", msg);
 		db_close(db);
 		return -ECONNREFUSED;
 	}
@@ -941,7 +941,9 @@ static uint64_t round_cluster(uint64_t size, uint64_t cluster)
  * them (the caller holds the disk row lock): CREATING rows, the growth of
  * RESIZING rows, and CREATING/READY rows written after the disk's last
  * observation (the target may have allocated them after the agent read its
- * free bytes). Errs on the safe side for at most one verify pass.
+ * free bytes) when that observation is live (younger than DB_NODE_LIVE_MS:
+ * an older one means no agent runs, so nothing is allocated in flight).
+ * Errs on the safe side for at most one verify pass.
  */
 static int disk_available(struct db *db, const struct db_disk *d, uint64_t *avail,
 			  uint64_t *pending_out)
@@ -953,10 +955,12 @@ static int disk_available(struct db *db, const struct db_disk *d, uint64_t *avai
 
 	pp_i(&pp, d->id);
 	pp_i(&pp, d->observed_at);
+	pp_i(&pp, clock_wall_ms() - DB_NODE_LIVE_MS);
 	rc = pg_query(db, "free space",
-		      "SELECT size, real_size, state, (updated_at >= $2::bigint)::int FROM lvols "
+		      "SELECT size, real_size, state, (updated_at > $2::bigint)::int FROM lvols "
 		      "WHERE disk_id = $1::bigint AND thin = 0 AND (state IN ('CREATING', 'RESIZING') "
-		      "OR (state = 'READY' AND updated_at >= $2::bigint))", pp.n, pp.v, &r);
+		      "OR (state = 'READY' AND updated_at > $2::bigint AND $2::bigint >= $3::bigint))",
+		      pp.n, pp.v, &r);
 	if (rc < 0)
 		return rc;
 	for (i = 0; i < PQntuples(r); i++) {
@@ -1019,9 +1023,10 @@ static int join_hosts(struct db *db, const char *const *hosts, size_t n, char **
 /*
  * Placement inside the create's transaction: among disks of live nodes with
  * a loaded lvstore, lock the candidates no other create holds (SKIP LOCKED)
- * and take the one with the most available bytes; when every candidate is
- * held by another create, wait for them (FOR UPDATE) and decide then. The
- * chosen disk stays locked until commit, so its free-space check holds.
+ * and take the one with the most available bytes; when none of those fits
+ * (or every candidate is held by another create), release them and wait for
+ * all candidates (FOR UPDATE, id order) and decide then. The chosen disk
+ * stays locked until commit, so its free-space check holds.
  */
 static int place(struct db *db, const char *node, uint64_t size, bool thin, struct db_disk *out)
 {
@@ -1041,9 +1046,18 @@ static int place(struct db *db, const char *node, uint64_t size, bool thin, stru
 
 	if (node && (rc = pg_node_get(db, node, 0, &(struct db_node){ 0 })) < 0)
 		return rc;
+	/* The first pass's locks are taken after a savepoint: when nothing it got
+	 * fits, they are released before the second pass waits for all the
+	 * candidates in id order (holding some while waiting for others would
+	 * deadlock two placements). */
+	if ((rc = pg_query(db, "place", "SAVEPOINT place", 0, NULL, NULL)) < 0)
+		return rc;
 	for (pass = 0; pass < 2 && best == SIZE_MAX; pass++) {
 		struct pp pp = { .n = 0 };
 
+		if (pass == 1 &&
+		    (rc = pg_query(db, "place", "ROLLBACK TO SAVEPOINT place", 0, NULL, NULL)) < 0)
+			goto out;
 		pp_i(&pp, clock_wall_ms() - DB_NODE_LIVE_MS);
 		pp_s(&pp, node);
 		db_disk_list_free(disks, n);
@@ -1051,7 +1065,7 @@ static int place(struct db *db, const char *node, uint64_t size, bool thin, stru
 		n = 0;
 		if ((rc = collect(db, sql[pass], &pp, sizeof(struct db_disk), disk_row, NULL,
 				  (void **)&disks, &n)) < 0)
-			return rc;
+			goto out;
 		for (i = 0; i < n; i++) {
 			uint64_t avail = 0, pending = 0;
 

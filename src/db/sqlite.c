@@ -908,8 +908,10 @@ static uint64_t round_cluster(uint64_t size, uint64_t cluster)
  * Known free bytes of a disk minus thick space promised but not yet seen in
  * them: CREATING rows, the growth of RESIZING rows, and CREATING/READY rows
  * written after the disk's last observation (the target may have allocated
- * them after the agent read its free bytes). Errs on the safe side for at
- * most one verify pass.
+ * them after the agent read its free bytes) when that observation is live
+ * (younger than DB_NODE_LIVE_MS: an older one means no agent runs, so
+ * nothing is allocated in flight). Errs on the safe side for at most one
+ * verify pass.
  */
 static int disk_available(struct db *db, const struct db_disk *d, uint64_t *avail,
 			  uint64_t *pending_out)
@@ -919,13 +921,14 @@ static int disk_available(struct db *db, const struct db_disk *d, uint64_t *avai
 	int rc;
 
 	rc = sq_prepare(db,
-			"SELECT size, real_size, state = 'RESIZING', updated_at >= ?2 FROM lvols "
+			"SELECT size, real_size, state = 'RESIZING', updated_at > ?2 FROM lvols "
 			"WHERE disk_id = ?1 AND thin = 0 AND (state IN ('CREATING', 'RESIZING') "
-			"OR (state = 'READY' AND updated_at >= ?2))", &st);
+			"OR (state = 'READY' AND updated_at > ?2 AND ?2 >= ?3))", &st);
 	if (rc < 0)
 		return rc;
 	sqlite3_bind_int64(st, 1, d->id);
 	sqlite3_bind_int64(st, 2, d->observed_at);
+	sqlite3_bind_int64(st, 3, clock_wall_ms() - DB_NODE_LIVE_MS);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		uint64_t want = round_cluster(col_u64(st, 0), d->cluster_size);
 		uint64_t have = col_u64(st, 1);

@@ -635,6 +635,33 @@ static void test_lvol_space_check(void **state)
 	assert_int_equal(db_lvol_resize(f->db, b, 40 * MiB, false), 0);
 }
 
+/* The agent allocated a thick lvol after it last read the disk's free bytes:
+ * until its next observation that space still counts as taken, so a create
+ * landing in between cannot over-commit. */
+static void test_space_allocated_after_observation(void **state)
+{
+	struct fx *f = *state;
+	struct db_lvol_spec s = { .disk = "d1", .size = 64 * MiB };
+	struct db_disk d;
+	int64_t a;
+
+	add_node_disk(f->db);
+	assert_int_equal(db_disk_get(f->db, "d1", &d), 0);
+	assert_int_equal(db_disk_observe(f->db, d.id, DB_LVSTORE_LOADED, 128 * MiB, 100 * MiB), 0);
+	assert_int_equal(db_lvol_create(f->db, &s, &a), 0);
+	usleep(3000); /* strictly after the observation */
+	assert_int_equal(db_lvol_set_uuid(f->db, a, "6f1c2f0e-7a54-4a3e-9d36-1c1b7e3f0a11", 64 * MiB), 0);
+	s.size = 40 * MiB; /* 100 free - 64 allocated but not yet observed = 36 */
+	assert_int_equal(db_lvol_create(f->db, &s, NULL), -ENOSPC);
+	assert_int_equal(db_lvol_set_state(f->db, a, 0, DB_LVOL_READY, NULL), 0);
+	assert_int_equal(db_lvol_create(f->db, &s, NULL), -ENOSPC);
+	usleep(3000);
+	assert_int_equal(db_disk_observe(f->db, d.id, DB_LVSTORE_LOADED, 128 * MiB, 36 * MiB), 0);
+	assert_int_equal(db_lvol_create(f->db, &s, NULL), -ENOSPC);
+	s.size = 36 * MiB;
+	assert_int_equal(db_lvol_create(f->db, &s, NULL), 0);
+}
+
 static void test_lvol_lists(void **state)
 {
 	struct fx *f = *state;
@@ -1209,6 +1236,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_lvol_lifecycle, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lvol_create_bad_input, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lvol_space_check, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_space_allocated_after_observation, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lvol_lists, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lvol_placement, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_placement_race, setup, teardown),
