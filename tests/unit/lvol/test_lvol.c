@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -351,17 +352,13 @@ static void restart_case(bool clean)
 	pid_t pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
+		/* a fresh process (exec): fork alone would share epoll/io_uring */
 		close(pfd[0]);
-		struct ev_loop *l2;
-		/* fresh modules in the child (the parent's loop is not ours) */
-		if (ev_loop_create(&l2) != 0)
-			_exit(2);
-		loop = l2;
-		bdev_module_fini();
-		if (bdev_module_init(loop) != 0 || lvol_module_init() != 0)
-			_exit(3);
-		build_store(file, clean, pfd[1]);
-		_exit(0); /* no cleanup: like a killed process when !clean */
+		char fdstr[16];
+		snprintf(fdstr, sizeof(fdstr), "%d", pfd[1]);
+		execl("/proc/self/exe", "test_lvol", "--build-child", file, clean ? "clean" : "killed", fdstr,
+		      (char *)NULL);
+		_exit(9);
 	}
 	close(pfd[1]);
 	char want[4096] = {0};
@@ -490,6 +487,134 @@ static void test_ten_thousand(void **state)
 	assert_int_equal(SYNC(lvol_store_destroy(lvs, done_cb, &x), &x), 0);
 	assert_int_equal(bdev_aio_delete("Aio0"), 0);
 	unlink(file);
+}
+
+struct ack_pipe {
+	int fd;
+	unsigned inflight;
+};
+
+static void ack_cb(void *arg, struct lvol *l, int status)
+{
+	struct ack_pipe *a = arg;
+	a->inflight--;
+	if (status == 0) {
+		char line[80];
+		int n = snprintf(line, sizeof(line), "%s\n", lvol_name(l));
+		if (write(a->fd, line, (size_t)n) != n)
+			_exit(5);
+	}
+}
+
+/* Child role (exec'd): create a store on `file`, then pipelined creates
+ * forever, writing each acknowledged name to `fd`. */
+static int kill_child(const char *file, int fd)
+{
+	if (ev_loop_create(&loop) != 0 || bdev_module_init(loop) != 0 || lvol_module_init() != 0)
+		return 3;
+	log_level_set(LOG_LEVEL_WARN);
+	struct bdev *bd;
+	if (bdev_aio_create("K", file, 0, false, NULL, &bd) != 0)
+		return 4;
+	wait_examine();
+	struct lvol_store *lvs;
+	if (mk_lvs("K", "kill", MiB, &lvs) != 0)
+		return 6;
+	if (write(fd, "ready\n", 6) != 6)
+		return 7;
+	struct ack_pipe a = { .fd = fd };
+	char name[32];
+	for (unsigned i = 0;; i++) {
+		snprintf(name, sizeof(name), "v%u", i);
+		if (lvol_create(lvs, name, (i % 3) * MiB, i % 2, LVOL_CLEAR_DEFAULT, ack_cb, &a) == 0)
+			a.inflight++;
+		while (a.inflight >= 64)
+			ev_loop_run_once(loop, 10);
+	}
+}
+
+/* SIGKILL of a process in the middle of pipelined creates on a file: every
+ * create it acknowledged is there after the reload, free + allocated adds
+ * up. Several kill points. */
+static void test_kill_during_creates(void **state)
+{
+	(void)state;
+	for (int round = 0; round < 4; round++) {
+		char file[] = "/tmp/de-lvol-kill-XXXXXX";
+		int fd = mkstemp(file);
+		assert_true(fd >= 0);
+		assert_int_equal(ftruncate(fd, 4 * GiB), 0);
+		close(fd);
+		int pfd[2];
+		assert_int_equal(pipe(pfd), 0);
+		pid_t pid = fork();
+		assert_true(pid >= 0);
+		if (pid == 0) {
+			/* a fresh process: fork alone would share the parent's
+			 * epoll and io_uring instances */
+			close(pfd[0]);
+			char fdstr[16];
+			snprintf(fdstr, sizeof(fdstr), "%d", pfd[1]);
+			execl("/proc/self/exe", "test_lvol", "--kill-child", file, fdstr, (char *)NULL);
+			_exit(9);
+		}
+		close(pfd[1]);
+		/* read acks until the kill point */
+		char buf[1 << 16];
+		size_t have = 0;
+		unsigned lines = 0, kill_after = 200 + (unsigned)round * 700;
+		while (lines < kill_after + 1) {
+			ssize_t r = read(pfd[0], buf + have, sizeof(buf) - 1 - have);
+			assert_true(r > 0);
+			for (ssize_t i = 0; i < r; i++)
+				lines += buf[have + (size_t)i] == '\n';
+			have += (size_t)r;
+			if (have > sizeof(buf) - 256)
+				break;
+		}
+		kill(pid, SIGKILL);
+		/* everything acknowledged before the kill is in the pipe */
+		ssize_t r;
+		while (have < sizeof(buf) - 1 && (r = read(pfd[0], buf + have, sizeof(buf) - 1 - have)) > 0)
+			have += (size_t)r;
+		buf[have] = '\0';
+		close(pfd[0]);
+		int st;
+		assert_int_equal(waitpid(pid, &st, 0), pid);
+
+		struct bdev *bd;
+		assert_int_equal(bdev_aio_create("K", file, 0, false, NULL, &bd), 0);
+		wait_examine();
+		struct lvol_store *lvs = lvol_store_find_by_name("kill");
+		assert_non_null(lvs);
+		unsigned acked = 0;
+		char *save = NULL;
+		for (char *ln = strtok_r(buf, "\n", &save); ln; ln = strtok_r(NULL, "\n", &save)) {
+			if (strcmp(ln, "ready") == 0)
+				continue;
+			if (!lvol_find_in_store(lvs, ln)) {
+				fprintf(stderr, "acknowledged lvol %s lost after SIGKILL\n", ln);
+				fail();
+			}
+			acked++;
+		}
+		uint64_t alloc = 0;
+		for (struct lvol *l = lvol_first(lvs); l; l = lvol_next(l)) {
+			struct lvol_info li;
+			lvol_get_info(l, &li);
+			alloc += li.num_allocated_clusters;
+		}
+		struct lvol_store_info si;
+		lvol_store_get_info(lvs, &si);
+		assert_int_equal(si.free_clusters + alloc, si.total_data_clusters);
+		assert_true(lvol_store_lvol_count(lvs) >= acked);
+		printf("kill during creates: %u acknowledged, %u present after reload\n", acked,
+		       lvol_store_lvol_count(lvs));
+		struct w x = {0};
+		assert_int_equal(SYNC(lvol_store_destroy(lvs, done_cb, &x), &x), 0);
+		assert_int_equal(bdev_aio_delete("K"), 0);
+		unlink(file);
+	}
 }
 
 /* the lvstore clear method: freed clusters are unmapped (default) or kept */
@@ -654,13 +779,22 @@ static void test_alloc_failures(void **state)
 	}
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+	if (argc == 5 && strcmp(argv[1], "--build-child") == 0) {
+		if (ev_loop_create(&loop) != 0 || bdev_module_init(loop) != 0 || lvol_module_init() != 0)
+			return 3;
+		build_store(argv[2], strcmp(argv[3], "clean") == 0, atoi(argv[4]));
+		_exit(0); /* no cleanup: like a killed process unless "clean" unloaded */
+	}
+	if (argc == 4 && strcmp(argv[1], "--kill-child") == 0)
+		return kill_child(argv[2], atoi(argv[3]));
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_golden_semantics, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_restart_clean, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_restart_killed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ten_thousand, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_kill_during_creates, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_clear_method, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_grow, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_close_with_ops_in_flight, setup, teardown),
