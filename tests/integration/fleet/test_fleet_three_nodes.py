@@ -114,7 +114,7 @@ def test_fleet_placed_creates_all_ready(fleet):
     ids = parallel(lambda _: create_placed(fleet), list(range(N_CREATES)), workers=4)
     bad = [p for p in ids if not isinstance(p, int)]
     assert not bad, "refused creates: %s" % [(p.returncode, p.stderr) for p in bad[:3]]
-    wait_all_ready(fleet, set(ids), 120 if not STRESS else 900)
+    wait_all_ready(fleet, set(ids), 180 if not STRESS else 900)
     took = time.monotonic() - t
     rows = [r for r in fleet.lvols() if r["id"] in set(ids)]
     per_disk = {}
