@@ -18,7 +18,7 @@ import time
 import pytest
 
 import helpers
-from reliability_lib import STRESS, MiB, record  # noqa: F401
+from reliability_lib import STRESS, record
 
 LOCK_SECONDS = 10 if STRESS else 8  # the DB layer's busy timeout is 5 s: at least one write times out
 

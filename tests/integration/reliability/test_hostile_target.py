@@ -11,7 +11,6 @@ import socket
 import threading
 import time
 
-import helpers
 from reliability_lib import STRESS, record, rng
 
 GARBAGE = [

@@ -9,7 +9,6 @@ import stat
 import subprocess
 import time
 
-import helpers
 from reliability_lib import record, require, tool
 
 ALLOWED = "nqn.2014-08.org.nvmexpress:uuid:aaaaaaaa-1111-4111-8111-000000000001"
