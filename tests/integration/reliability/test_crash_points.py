@@ -36,8 +36,9 @@ AGENT_CONFIG = "zero_chunk = 4MiB\n"
 class CrashRun:
     """Drives the workload; restarts the agent (unarmed) when it exits at the point."""
 
-    def __init__(self, node, point, count, short=False):
+    def __init__(self, node, point, count, short=False, restart_sig=signal.SIGTERM):
         self.short = short  # stop after start-up (the matrix's self-test)
+        self.restart_sig = restart_sig
         self.n = node
         self.point = point
         self.count = count
@@ -123,8 +124,8 @@ class CrashRun:
         # target restart (clean: SIGTERM while the agent polls it, which is how
         # 68b9d91's shutdown crash was found): nvmf config is lost, the agent
         # re-ensures the disk and re-exports. test_target_kill.py does SIGKILL.
-        rc = n.stop_target(signal.SIGTERM)
-        if rc != 0:
+        rc = n.stop_target(self.restart_sig)
+        if self.restart_sig == signal.SIGTERM and rc != 0:
             raise RuntimeError("disktgt exited %s on SIGTERM:\n%s" % (rc, tail(n.tgt_runs[-1].log_path)))
         n.start_target()
         self.wait(self.exported, "re-export after target restart")
@@ -142,7 +143,7 @@ class CrashRun:
         self.wait_lvol(e, "DELETED")
 
 
-def run_point(point, count, report=True, short=False):
+def run_point(point, count, report=True, short=False, restart_sig=signal.SIGTERM):
     """One node, one armed point; returns (outcome, detail)."""
     d = helpers.short_tmpdir("de-cp-")
     n = Node(d, tick="200ms", disk_size=256 * MiB, agent_config=AGENT_CONFIG)
@@ -151,7 +152,7 @@ def run_point(point, count, report=True, short=False):
     try:
         n.start_target()
         n.setup()
-        r = CrashRun(n, point, count, short)
+        r = CrashRun(n, point, count, short, restart_sig)
         try:
             r.workload()
         except Exception as e:  # noqa: BLE001
@@ -191,7 +192,7 @@ def run_point(point, count, report=True, short=False):
 def run_matrix(cases):
     results = {}
     with concurrent.futures.ThreadPoolExecutor(max_workers=PARALLEL) as ex:
-        futs = {ex.submit(run_point, p, c): (p, c, i) for i, (p, c) in enumerate(cases)}
+        futs = {ex.submit(run_point, *case): (case[0], case[1], i) for i, case in enumerate(cases)}
         for f in concurrent.futures.as_completed(futs):
             results[futs[f]] = f.result()
     print("\n%-36s %5s %-16s %6s" % ("crash point", "count", "outcome", "secs"))
@@ -219,12 +220,14 @@ def test_crash_point_matrix():
 @pytest.mark.skipif(not STRESS, reason="long variant: DISKENGINE_STRESS=1")
 def test_crash_point_matrix_repeated():
     """Every point at counts 1..3, twice: the 2nd/3rd pass of a point hits other
-    lvols, zero chunks and ticks. Points the workload passes fewer times by design
+    lvols, zero chunks and ticks; the second round restarts the target with SIGKILL
+    instead of SIGTERM (dirty load). Points the workload passes fewer times by design
     (lvstore creation happens once) are "beyond-workload" at higher counts; count 1
     must always be reached."""
     require("disktgt", "diskengine", "diskctl", "nvmeio")
     cases = [(p, c) for p in crash_points() for c in (1, 2, 3)]
-    run_matrix(cases + cases)
+    # second round: the mid-workload target restart is a SIGKILL (dirty load)
+    run_matrix(cases + [(p, c, True, False, signal.SIGKILL) for p, c in cases])
 
 
 def test_crash_run_detects_a_point_never_reached():
