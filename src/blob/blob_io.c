@@ -248,7 +248,8 @@ static void alloc_commit_locked(void *arg)
 	ab->list = b->alloc_ready;
 	b->alloc_ready = NULL;
 	ab->newmap = map;
-	memcpy(map, b->clusters, sizeof(uint32_t) * b->num_clusters);
+	if (b->num_clusters)
+		memcpy(map, b->clusters, sizeof(uint32_t) * b->num_clusters);
 	for (struct bs_alloc *a = ab->list; a; a = a->rnext) {
 		map[a->lc] = a->cluster;
 		ab->n++;

@@ -593,7 +593,8 @@ static void absorb_committed(void *arg, int status)
 	o->locked = false;
 	bs_lock_release(&b->md_lock);
 	/* b is gone on disk; its object stays (empty) until the callback */
-	memset(b->clusters, 0, sizeof(uint32_t) * b->num_clusters);
+	if (b->num_clusters)
+		memset(b->clusters, 0, sizeof(uint32_t) * b->num_clusters);
 	b->num_alloc = 0;
 	o->dead = b;
 	o->b = c; /* unfreeze below targets nothing of b */
