@@ -2,6 +2,7 @@
 pg_ctl run as the unprivileged `postgres` user (runuser) on a private data and
 socket directory under /tmp, listening on 127.0.0.1 on a free port. Each test
 gets its own database (create_db) so tests never see each other's rows."""
+import atexit
 import glob
 import os
 import shutil
@@ -75,6 +76,8 @@ class PgCluster:
     def start(self):
         self._as_pg([os.path.join(self.bindir, "pg_ctl"), "-D", self.data, "-l", self.log,
                      "-w", "-t", "60", "start"])
+        # an interrupted run (Ctrl-C, an exception outside the fixture) still stops it
+        atexit.register(self.destroy)
         return self
 
     def stop(self, mode="fast"):
@@ -86,8 +89,9 @@ class PgCluster:
         self.start()
 
     def destroy(self):
-        self.stop("immediate")
-        shutil.rmtree(self.dir, ignore_errors=True)
+        if os.path.isdir(self.dir):
+            self.stop("immediate")
+            shutil.rmtree(self.dir, ignore_errors=True)
 
     def psql(self, sql, db="postgres"):
         r = subprocess.run(["psql", "-X", "-q", "-At", "-h", "127.0.0.1", "-p", str(self.port),
