@@ -9,6 +9,15 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import helpers  # noqa: E402
 
 
+@pytest.fixture(scope="session", autouse=True)
+def reap_processes():
+    """No process outlives the test session, whatever a test forgot to stop."""
+    yield
+    left = helpers.Proc.reap_leftovers()
+    if left:
+        sys.stderr.write("\nkilled processes left running by tests: %s\n" % "; ".join(left))
+
+
 @pytest.fixture
 def tmpdir_short():
     d = helpers.short_tmpdir()

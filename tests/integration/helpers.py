@@ -50,7 +50,10 @@ def wait_for(pred, timeout=10.0, interval=0.01, what="condition"):
 
 class Proc:
     """A real child process with its log captured to a file; stop() checks for
-    sanitizer reports so a leak or UB in any started process fails the test."""
+    sanitizer reports so a leak or UB in any started process fails the test.
+    Every Proc is remembered so the session can kill what a test left behind."""
+
+    started = []
 
     def __init__(self, args, log_path, env=None):
         self.args = args
@@ -60,6 +63,7 @@ class Proc:
             e.update(env)
         self.log = open(log_path, "ab")
         self.p = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, env=e)
+        Proc.started.append(self)
 
     def alive(self):
         return self.p.poll() is None
@@ -81,6 +85,15 @@ class Proc:
 
     def kill(self):
         return self.stop(signal.SIGKILL)
+
+    @classmethod
+    def reap_leftovers(cls):
+        """Kills every process a test started and never stopped; returns their commands."""
+        left = [p for p in cls.started if p.alive()]
+        for p in left:
+            p.kill()
+        cls.started = []
+        return [" ".join(p.args[:3]) for p in left]
 
     def assert_clean(self):
         out = self.output()
