@@ -122,6 +122,11 @@ int ev_loop_run(struct ev_loop *loop);
 int ev_loop_run_once(struct ev_loop *loop, int timeout_ms);
 void ev_loop_stop(struct ev_loop *loop);
 bool ev_loop_stopping(const struct ev_loop *loop);
+/* After a round that dispatched work, keep polling without sleeping for up
+ * to `us` microseconds (0, the default, never spins). A request that follows
+ * its predecessor closely is then picked up without a wake-up; an idle loop
+ * still sleeps, so idle CPU stays at zero. */
+void ev_loop_set_spin(struct ev_loop *loop, unsigned us);
 
 /* Level-triggered. -EEXIST if fd is already registered. */
 int ev_fd_add(struct ev_loop *loop, int fd, uint32_t events, ev_fd_cb cb, void *arg);

@@ -48,6 +48,8 @@ struct ev_loop {
 	struct ev_timer **heap;
 	size_t heap_len, heap_cap;
 	struct ev_defer_item *defer_head, *defer_tail;
+	unsigned spin_us;
+	uint64_t last_work_us; /* when the last round dispatched something */
 };
 
 int ev_loop_create(struct ev_loop **out)
@@ -84,6 +86,7 @@ void ev_loop_destroy(struct ev_loop *loop)
 }
 
 void ev_loop_stop(struct ev_loop *loop) { loop->stop = true; }
+void ev_loop_set_spin(struct ev_loop *loop, unsigned us) { loop->spin_us = us; }
 bool ev_loop_stopping(const struct ev_loop *loop) { return loop->stop; }
 
 static int ev_table_grow(struct ev_loop *loop, int fd)
@@ -326,12 +329,18 @@ int ev_loop_run_once(struct ev_loop *loop, int timeout_ms)
 	struct epoll_event events[EV_MAX_EVENTS];
 	int n;
 
-	n = epoll_wait(loop->epfd, events, EV_MAX_EVENTS, ev_timeout_ms(loop, timeout_ms));
+	int wait_ms = ev_timeout_ms(loop, timeout_ms);
+
+	if (wait_ms != 0 && loop->spin_us && clock_mono_us() - loop->last_work_us < loop->spin_us)
+		wait_ms = 0; /* recently busy: poll instead of sleeping */
+	n = epoll_wait(loop->epfd, events, EV_MAX_EVENTS, wait_ms);
 	if (n < 0) {
 		if (errno != EINTR)
 			return -errno;
 		n = 0;
 	}
+	if (n > 0)
+		loop->last_work_us = clock_mono_us();
 	for (int i = 0; i < n; i++) {
 		int fd = (int)(uint32_t)events[i].data.u64;
 		uint64_t gen = events[i].data.u64 >> 32;
