@@ -141,6 +141,11 @@ static void on_read(struct ev_loop *loop, int fd, uint32_t events, void *arg)
 	ev_fd_remove(loop, fd); /* remove self during dispatch */
 }
 
+static void on_read_keep(struct ev_loop *loop, int fd, uint32_t events, void *arg)
+{
+	(*(int *)arg)++;
+}
+
 static void test_ev_loop(void **state)
 {
 	struct ev_loop *loop;
@@ -179,13 +184,58 @@ static void test_ev_loop(void **state)
 	ev_loop_destroy(NULL);
 }
 
+static void on_noop_defer(struct ev_loop *loop, void *arg)
+{
+	(*(int *)arg)++;
+}
+
+static void test_ev_spin(void **state)
+{
+	struct ev_loop *loop;
+	int pipefd[2], ran = 0;
+	char c;
+
+	assert_int_equal(ev_loop_create(&loop), 0);
+	assert_int_equal(pipe(pipefd), 0);
+	/* Without spin, an idle round sleeps for its whole timeout. */
+	uint64_t t0 = clock_mono_ms();
+	assert_int_equal(ev_loop_run_once(loop, 60), 0);
+	assert_true(clock_mono_ms() - t0 >= 50);
+
+	/* With spin, a round right after a busy one does not sleep... */
+	ev_loop_set_spin(loop, 200000); /* 200 ms: generous for a loaded CI machine */
+	assert_int_equal(ev_fd_add(loop, pipefd[0], 0x001, on_read_keep, &ran), 0);
+	assert_int_equal(write(pipefd[1], "x", 1), 1);
+	assert_int_equal(ev_loop_run_once(loop, 1000), 0); /* busy round */
+	assert_int_equal(ran, 1);
+	assert_int_equal(read(pipefd[0], &c, 1), 1);
+	t0 = clock_mono_ms();
+	assert_int_equal(ev_loop_run_once(loop, 5000), 0);
+	assert_true(clock_mono_ms() - t0 < 1000);
+	/* ...and work arriving during the spin is still dispatched. */
+	assert_int_equal(ev_defer(loop, on_noop_defer, &ran), 0);
+	assert_int_equal(ev_loop_run_once(loop, 5000), 0);
+	assert_int_equal(ran, 2);
+
+	/* Once the spin window has passed, the loop sleeps again. */
+	ev_loop_set_spin(loop, 1000); /* 1 ms */
+	usleep(5000);
+	t0 = clock_mono_ms();
+	assert_int_equal(ev_loop_run_once(loop, 60), 0);
+	assert_true(clock_mono_ms() - t0 >= 50);
+	ev_fd_remove(loop, pipefd[0]);
+	close(pipefd[0]);
+	close(pipefd[1]);
+	ev_loop_destroy(loop);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_size_parse), cmocka_unit_test(test_size_format),
 		cmocka_unit_test(test_crc32c),     cmocka_unit_test(test_uuid),
 		cmocka_unit_test(test_mem_fault),  cmocka_unit_test(test_log_level),
-		cmocka_unit_test(test_ev_loop),
+		cmocka_unit_test(test_ev_loop),    cmocka_unit_test(test_ev_spin),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
