@@ -560,66 +560,55 @@ static void m_lvol_set_read_only(struct rpc_request *req, json_t *params, void *
 	lvol_name_op(req, params, lvol_set_read_only, done_true);
 }
 
-struct snapshot_params {
-	char *lvol_name, *snapshot_name;
+/* snapshot and clone: look up the lvol named by the first param, create a
+ * new one named by the second. A missing second name is SPDK's async
+ * -EINVAL (clone_name is optional in its decoder). */
+struct name_pair_params {
+	char *source, *name;
 };
 
 static const struct rpc_param snapshot_spec[] = {
-	{ "lvol_name", RPC_PARAM_STRING, offsetof(struct snapshot_params, lvol_name), false },
-	{ "snapshot_name", RPC_PARAM_STRING, offsetof(struct snapshot_params, snapshot_name), false },
-};
-
-static void m_lvol_snapshot(struct rpc_request *req, json_t *params, void *ctx)
-{
-	struct snapshot_params p = { 0 };
-	struct lvol *lv;
-	int rc;
-
-	if (rpc_params_decode(params, snapshot_spec, COMMON_ARRAY_SIZE(snapshot_spec), &p)) {
-		rpc_request_decode_failed(req);
-		return;
-	}
-	lv = lvol_lookup(p.lvol_name);
-	if (!lv) {
-		rpc_request_errno(req, -ENODEV);
-		goto out;
-	}
-	rc = lvol_snapshot(lv, p.snapshot_name, done_uuid, req);
-	if (rc)
-		async_error(req, rc);
-out:
-	rpc_params_free(snapshot_spec, COMMON_ARRAY_SIZE(snapshot_spec), &p);
-}
-
-struct clone_params {
-	char *snapshot_name, *clone_name;
+	{ "lvol_name", RPC_PARAM_STRING, offsetof(struct name_pair_params, source), false },
+	{ "snapshot_name", RPC_PARAM_STRING, offsetof(struct name_pair_params, name), false },
 };
 
 static const struct rpc_param clone_spec[] = {
-	{ "snapshot_name", RPC_PARAM_STRING, offsetof(struct clone_params, snapshot_name), false },
-	{ "clone_name", RPC_PARAM_STRING, offsetof(struct clone_params, clone_name), true },
+	{ "snapshot_name", RPC_PARAM_STRING, offsetof(struct name_pair_params, source), false },
+	{ "clone_name", RPC_PARAM_STRING, offsetof(struct name_pair_params, name), true },
 };
 
-static void m_lvol_clone(struct rpc_request *req, json_t *params, void *ctx)
+static void lvol_name_pair_op(struct rpc_request *req, json_t *params,
+			      const struct rpc_param *spec, size_t nspec,
+			      int (*op)(struct lvol *, const char *, lvol_cb, void *))
 {
-	struct clone_params p = { 0 };
+	struct name_pair_params p = { 0 };
 	struct lvol *lv;
 	int rc;
 
-	if (rpc_params_decode(params, clone_spec, COMMON_ARRAY_SIZE(clone_spec), &p)) {
+	if (rpc_params_decode(params, spec, nspec, &p)) {
 		rpc_request_decode_failed(req);
 		return;
 	}
-	lv = lvol_lookup(p.snapshot_name);
+	lv = lvol_lookup(p.source);
 	if (!lv) {
 		rpc_request_errno(req, -ENODEV);
 		goto out;
 	}
-	rc = p.clone_name ? lvol_clone(lv, p.clone_name, done_uuid, req) : -EINVAL;
+	rc = p.name ? op(lv, p.name, done_uuid, req) : -EINVAL;
 	if (rc)
 		async_error(req, rc);
 out:
-	rpc_params_free(clone_spec, COMMON_ARRAY_SIZE(clone_spec), &p);
+	rpc_params_free(spec, nspec, &p);
+}
+
+static void m_lvol_snapshot(struct rpc_request *req, json_t *params, void *ctx)
+{
+	lvol_name_pair_op(req, params, snapshot_spec, COMMON_ARRAY_SIZE(snapshot_spec), lvol_snapshot);
+}
+
+static void m_lvol_clone(struct rpc_request *req, json_t *params, void *ctx)
+{
+	lvol_name_pair_op(req, params, clone_spec, COMMON_ARRAY_SIZE(clone_spec), lvol_clone);
 }
 
 static void m_lvol_rename(struct rpc_request *req, json_t *params, void *ctx)
