@@ -88,20 +88,25 @@ static void img_copy(uint8_t **to, uint8_t **from, uint64_t off, uint64_t len)
 }
 
 /* Makes sure both images have every chunk of the range, so a later write,
- * flush or power loss never allocates. */
+ * flush or power loss never allocates. Chunks come in pairs: either both
+ * images have chunk c or neither does (img_copy relies on it), so a pair is
+ * only installed once both halves are allocated. */
 static int img_reserve(struct fault_disk *f, uint64_t off, uint64_t len)
 {
 	for (uint64_t c = off / FAULT_CHUNK; c <= (off + len - 1) / FAULT_CHUNK; c++) {
-		if (!f->cur[c]) {
-			f->cur[c] = mem_zalloc(FAULT_CHUNK);
-			if (!f->cur[c])
-				return -ENOMEM;
+		uint8_t *cur, *dur;
+
+		if (f->cur[c])
+			continue;
+		cur = mem_zalloc(FAULT_CHUNK);
+		dur = mem_zalloc(FAULT_CHUNK);
+		if (!cur || !dur) {
+			mem_free(cur);
+			mem_free(dur);
+			return -ENOMEM;
 		}
-		if (!f->dur[c]) {
-			f->dur[c] = mem_zalloc(FAULT_CHUNK);
-			if (!f->dur[c])
-				return -ENOMEM;
-		}
+		f->cur[c] = cur;
+		f->dur[c] = dur;
 	}
 	return 0;
 }

@@ -252,6 +252,38 @@ static void test_write_enomem(void **state)
 	assert_int_equal(bdev_fault_configure(NULL, &(struct bdev_fault_opts){0}), -EINVAL);
 }
 
+/* A write refused for lack of memory part-way through reserving its chunks
+ * must leave both images as they were: a later zero write and flush of the
+ * same chunk used to find `cur` allocated but `dur` not, and crash. */
+static void test_write_enomem_then_flush(void **state)
+{
+	uint8_t w[BS];
+
+	(void)state;
+	fill(w, BS, 0x5a);
+	for (long n = 0; n < 8; n++) {
+		struct bdev *b;
+		struct done d = {0};
+		char name[16];
+		int rc;
+
+		snprintf(name, sizeof(name), "f%ld", n);
+		assert_int_equal(bdev_fault_create(name, 1024, BS, &b), 0);
+		mem_fault_set(n);
+		rc = bdev_write(b, w, 300 * BS, BS, t_io_cb, &d);
+		mem_fault_clear();
+		if (rc == 0)
+			t_wait(&d.calls, 1);
+		else
+			assert_int_equal(rc, -ENOMEM);
+		assert_int_equal(t_rw(b, BDEV_IO_WRITE_ZEROES, NULL, 300 * BS, BS), 0);
+		assert_int_equal(t_rw(b, BDEV_IO_FLUSH, NULL, 0, 0), 0);
+		assert_int_equal(block_val(b, 300), 0);
+		assert_int_equal(bdev_fault_power_loss(b, 1.0, 0), 0);
+		assert_int_equal(block_val(b, 300), 0);
+	}
+}
+
 /*
  * Random model check: blocks hold a one-byte "version" (every byte of the
  * block). The model keeps each block's durable value and every value pending
@@ -355,6 +387,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_crash_after_writes, t_setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_big_sparse, t_setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_write_enomem, t_setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_write_enomem_then_flush, t_setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_random_model, t_setup, t_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
