@@ -233,6 +233,8 @@ void bs_blob_add_child(struct blob *parent, struct blob *child);
 void bs_blob_del_child(struct blob *parent, struct blob *child);
 uint64_t bs_cluster_alloc(struct blob_store *bs);  /* 0 if none */
 void bs_cluster_release(struct blob_store *bs, uint64_t c);
+uint64_t bs_page_alloc(struct blob_store *bs);
+void bs_page_release(struct blob_store *bs, uint64_t p);
 /* Clear (store's clear method) then release clusters; cb(arg, 0) after.
  * Ownership of `list` passes. May call cb at once. */
 void bs_clusters_free(struct blob_store *bs, uint32_t *list, uint64_t n, blob_done_cb cb, void *arg);

@@ -429,7 +429,7 @@ static void delete_flushed(void *arg, int status)
 		return;
 	}
 	for (unsigned i = 0; i < b->npages; i++)
-		bs_bitmap_clear(&bs->pages, b->pages[i]);
+		bs_page_release(bs, b->pages[i]);
 	uint32_t *freed = mem_alloc(sizeof(uint32_t) * (b->num_alloc ? b->num_alloc : 1));
 	uint64_t nfreed = 0;
 	for (uint64_t i = 0; i < b->num_clusters; i++) {

@@ -235,6 +235,27 @@ void bs_cluster_release(struct blob_store *bs, uint64_t c)
 		bs_bitmap_clear(&bs->clusters, c);
 }
 
+/*
+ * Metadata pages are handed out lowest first (pages.hint = lowest page that
+ * may be free): the prewritten start of the region is used before the rest
+ * (see BS_INIT_PREWRITE_MAX), and a clean load reads fewer, denser runs.
+ * Caller checked that a page is free.
+ */
+uint64_t bs_page_alloc(struct blob_store *bs)
+{
+	uint64_t p = bs_bitmap_find_clear(&bs->pages, bs->pages.hint);
+	bs_bitmap_set(&bs->pages, p);
+	bs->pages.hint = p + 1;
+	return p;
+}
+
+void bs_page_release(struct blob_store *bs, uint64_t p)
+{
+	bs_bitmap_clear(&bs->pages, p);
+	if (p < bs->pages.hint)
+		bs->pages.hint = p;
+}
+
 void blob_store_set_clear_method(struct blob_store *bs, enum blob_clear_method m)
 {
 	bs->clear = m;
@@ -589,7 +610,7 @@ static void zero_done(void *arg, int status)
 	struct zero_ctx *z = arg;
 	struct blob_store *bs = z->bs;
 	if (status == 0) {
-		bs_bitmap_clear(&bs->pages, z->page);
+		bs_page_release(bs, z->page);
 	} else {
 		if (!bs->failed)
 			LOG_ERROR(MOD, "md page zeroing failed page=%u status=%d", z->page, status);
@@ -784,9 +805,7 @@ static void txn_go(void *arg, int status)
 	}
 	for (unsigned i = 0; i < t->n; i++) {
 		for (unsigned k = 0; k < t->npages[i]; k++) {
-			uint64_t p = bs_bitmap_find_clear(&bs->pages, bs->pages.hint);
-			bs_bitmap_set(&bs->pages, p);
-			bs->pages.hint = p + 1;
+			uint64_t p = bs_page_alloc(bs);
 			t->pages[i][k] = (uint32_t)p;
 		}
 	}
@@ -976,10 +995,35 @@ static void store_release(struct blob_store *bs)
 
 /* -------------------------------------------------------------- init */
 
+/*
+ * Metadata-region prewrite at format time. On a file, a metadata commit that
+ * lands on a block the file system has not allocated yet (a hole, or an
+ * unwritten fallocated extent) makes the commit's fdatasync a journal commit
+ * for the allocation; on a block already written it is only a device flush
+ * (measured on ext4/virtio: 722 / 528 / 215 us). So init writes real zeros
+ * (plain writes, not WRITE_ZEROES: that becomes fallocate) over the masks and
+ * the first md pages, several 1 MiB writes in flight, before the super block
+ * write whose flush makes them durable. Like SPDK's bs_init, which clears the
+ * metadata region, but bounded (BS_INIT_PREWRITE_MAX): a 1 TiB store with
+ * 1 MiB clusters has 4 GiB of md pages. Pages are handed out lowest first
+ * (bs_page_alloc), so the prewritten ones serve the first ~16,000 chains.
+ * Nothing depends on the zeros for correctness: pages of another store carry
+ * another tag, and a crash before the super write leaves no store.
+ */
+#ifndef BS_INIT_PREWRITE_MAX
+#define BS_INIT_PREWRITE_MAX (64ull << 20)
+#endif
+#define BS_INIT_PREWRITE_CHUNK (1u << 20)
+#define BS_INIT_PREWRITE_DEPTH 4u
+
 struct init_ctx {
 	struct blob_store *bs;
 	blob_store_cb cb;
 	void *arg;
+	uint8_t *zbuf;        /* BS_INIT_PREWRITE_CHUNK zero bytes */
+	uint64_t zoff, zend;  /* bytes still to write: [zoff, zend) */
+	unsigned zinflight;
+	int zstatus;
 };
 
 static void init_done(void *arg, int status)
@@ -996,7 +1040,41 @@ static void init_done(void *arg, int status)
 			 (unsigned long long)c->bs->super.md_pages);
 	}
 	c->cb(c->arg, bs, status);
+	bs_dma_free(c->zbuf);
 	mem_free(c);
+}
+
+static void init_prewrite_next(struct init_ctx *c);
+
+static void init_prewrite_done(void *arg, int status)
+{
+	struct init_ctx *c = arg;
+	c->zinflight--;
+	if (status && !c->zstatus)
+		c->zstatus = status;
+	init_prewrite_next(c);
+}
+
+/* Keeps up to BS_INIT_PREWRITE_DEPTH zero writes in flight; then the super. */
+static void init_prewrite_next(struct init_ctx *c)
+{
+	while (!c->zstatus && c->zoff < c->zend && c->zinflight < BS_INIT_PREWRITE_DEPTH) {
+		uint64_t n = COMMON_MIN((uint64_t)BS_INIT_PREWRITE_CHUNK, c->zend - c->zoff);
+		int rc = bdev_write(c->bs->bdev, c->zbuf, c->zoff, n, init_prewrite_done, c);
+		if (rc) {
+			c->zstatus = rc;
+			break;
+		}
+		c->zoff += n;
+		c->zinflight++;
+	}
+	if (c->zinflight > 0)
+		return;
+	if (c->zstatus) {
+		bs_defer_done(init_done, c, c->zstatus);
+		return;
+	}
+	super_write(c->bs, init_done, c);
 }
 
 int blob_store_init(struct bdev *bdev, const struct blob_store_opts *opts, blob_store_cb cb, void *cb_arg)
@@ -1058,8 +1136,16 @@ int blob_store_init(struct bdev *bdev, const struct blob_store_opts *opts, blob_
 	c->cb = cb;
 	c->arg = cb_arg;
 	/* md pages of an older store on this device carry another tag and
-	 * are ignored; nothing else needs erasing. */
-	super_write(bs, init_done, c);
+	 * are ignored; nothing needs erasing. The prewrite is for speed. */
+	c->zoff = BLOB_PAGE_SIZE;
+	c->zend = COMMON_MIN(md_offset(bs, s->md_pages), md_offset(bs, 0) + BS_INIT_PREWRITE_MAX);
+	c->zbuf = bs_dma_alloc(BS_INIT_PREWRITE_CHUNK);
+	if (!c->zbuf) {
+		blob_store_free(bs);
+		mem_free(c);
+		return -ENOMEM;
+	}
+	init_prewrite_next(c);
 	return 0;
 }
 

@@ -530,6 +530,70 @@ static void test_alloc_failures(void **state)
 	printf("alloc failures: 400 fault points, %lu stores reloaded cleanly afterwards\n", ok_runs);
 }
 
+static int dev_io(struct bdev *bd, bool wr, void *buf, uint64_t off, uint64_t len)
+{
+	struct h_wait w = {0};
+	H_SYNC(wr ? bdev_write(bd, buf, off, len, h_done_cb, &w) : bdev_read(bd, buf, off, len, h_done_cb, &w), &w);
+	return w.status;
+}
+
+static bool all_zero(const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p[i])
+			return false;
+	return true;
+}
+
+/* Init writes real zeros over the masks and md pages (so later md commits
+ * overwrite blocks a file system has already allocated), and md pages are
+ * handed out lowest first: a freed page is the next one used. 16 MiB at
+ * 64 KiB clusters: 256 md pages at pages [4, 260). */
+static void test_md_prewrite_lowest_first(void **state)
+{
+	(void)state;
+	struct bdev *bd;
+	assert_int_equal(bdev_malloc_create("pw", NULL, 16 * MiB / 512, 512, &bd), 0);
+	size_t md_bytes = 259 * 4096;
+	uint8_t *junk = malloc(16 * MiB), *rd = malloc(md_bytes);
+	assert_non_null(junk);
+	assert_non_null(rd);
+	memset(junk, 0xAA, 16 * MiB);
+	assert_int_equal(dev_io(bd, true, junk, 0, 16 * MiB), 0);
+	struct blob_store *bs;
+	assert_int_equal(h_init(bd, 64 * 1024, 0, &bs), 0);
+	assert_int_equal(dev_io(bd, false, rd, 4096, md_bytes), 0);
+	assert_true(all_zero(rd, md_bytes));
+	/* the first data cluster was not touched */
+	assert_int_equal(dev_io(bd, false, rd, 17 * 64 * 1024, 4096), 0);
+	assert_int_equal(rd[0], 0xAA);
+
+	struct blob *b[4];
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(h_create(bs, 1, true, &b[i]), 0);
+	uint64_t page1 = (4 + 1) * 4096;
+	assert_int_equal(dev_io(bd, false, rd, page1, 4096), 0);
+	assert_false(all_zero(rd, 4096));
+	assert_int_equal(h_delete(b[1]), 0);
+	assert_int_equal(dev_io(bd, false, rd, page1, 4096), 0);
+	assert_true(all_zero(rd, 4096));
+	struct blob *n;
+	assert_int_equal(h_create(bs, 1, true, &n), 0);
+	assert_int_equal(dev_io(bd, false, rd, page1, 4096), 0);
+	assert_false(all_zero(rd, 4096)); /* the freed page, not page 4 */
+	assert_int_equal(dev_io(bd, false, rd, (4 + 4) * 4096, 4096), 0);
+	assert_true(all_zero(rd, 4096));
+	assert_int_equal(h_unload(bs), 0);
+	assert_int_equal(h_load(bd, &bs), 0);
+	assert_int_equal(blob_store_blob_count(bs), 4);
+	assert_int_equal(blob_store_check(bs), 0);
+	assert_int_equal(h_unload(bs), 0);
+	free(junk);
+	free(rd);
+	h_spin(20);
+	assert_int_equal(bdev_malloc_delete("pw"), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -542,6 +606,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_concurrent_io, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_io_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_alloc_failures, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_md_prewrite_lowest_first, setup, teardown),
 	};
 	h_unused();
 	return cmocka_run_group_tests(tests, NULL, NULL);
