@@ -3,7 +3,7 @@
  *
  *   diskperf -r 'trtype:TCP adrfam:IPv4 traddr:IP trsvcid:PORT subnqn:NQN [hostnqn:NQN]'
  *            -q DEPTH -o BYTES -w randread|randwrite|read|write|randrw [-M READ_PERCENT]
- *            -t SECONDS [-c QUEUES] [-H] [-I]
+ *            -t SECONDS [-c QUEUES] [-n IOS] [-H] [-I]
  *
  * One thread drives every queue pair through the host library's asynchronous
  * API: completions are reaped in batches, each one immediately resubmits, and
@@ -52,6 +52,7 @@ struct perf_opts {
 	enum workload wl;
 	int read_pct;
 	uint32_t seconds;
+	uint64_t max_ios; /* -n: stop after this many I/Os (0: run for -t seconds) */
 	uint32_t queues;
 	uint32_t nsid;
 	bool hdgst;
@@ -83,6 +84,7 @@ struct perf {
 	uint64_t units;      /* number of io_size units in the namespace */
 	uint32_t blocks_per_io;
 	uint64_t seq_next;
+	uint64_t submitted;
 	uint64_t rng;
 	bool stopping;
 	uint64_t idle_avg_ns; /* average length of an idle period, see PERF_SPIN_MAX_NS */
@@ -108,7 +110,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: diskperf -r 'trtype:TCP adrfam:IPv4 traddr:IP trsvcid:PORT subnqn:NQN [hostnqn:NQN]'\n"
 		"                -q DEPTH -o BYTES -w randread|randwrite|read|write|randrw [-M READ_PERCENT]\n"
-		"                -t SECONDS [-c QUEUES]\n"
+		"                -t SECONDS [-c QUEUES] [-n IOS]\n"
 		"\n"
 		"  -r  transport ID of the NVMe/TCP subsystem (keys: trtype adrfam traddr trsvcid\n"
 		"      subnqn hostnqn ns; only trtype TCP is supported)\n"
@@ -119,6 +121,8 @@ static void usage(FILE *f)
 		"  -M  percentage of reads for randrw/rw (0-100)\n"
 		"  -t  run time in seconds\n"
 		"  -c  number of I/O queue pairs (TCP connections), default 1\n"
+		"  -n  stop after IOS I/Os (or after -t seconds, whichever comes first);\n"
+		"      with -w write and IOS = namespace size / -o it writes every block once\n"
 		"  -H  enable the NVMe/TCP header digest; -I  enable the data digest\n"
 		"  -h, --help  this text\n"
 		"\n"
@@ -226,7 +230,7 @@ static int parse_args(int argc, char **argv, struct perf_opts *o)
 	snprintf(o->trsvcid, sizeof(o->trsvcid), "4420");
 	o->queues = 1;
 	opterr = 0;
-	while ((ch = getopt_long(argc, argv, ":r:q:o:w:M:t:c:HIh", longopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, ":r:q:o:w:M:t:c:n:HIh", longopts, NULL)) != -1) {
 		uint32_t v;
 
 		switch (ch) {
@@ -281,6 +285,15 @@ static int parse_args(int argc, char **argv, struct perf_opts *o)
 			if (!parse_u32(optarg, 1, PERF_MAX_QUEUES, &o->queues))
 				return usage_error("-c must be 1..64, got '%s'", optarg);
 			break;
+		case 'n': {
+			char *end;
+
+			errno = 0;
+			o->max_ios = strtoull(optarg, &end, 10);
+			if (errno || end == optarg || *end || optarg[0] == '-' || o->max_ios == 0)
+				return usage_error("-n must be a positive number of I/Os, got '%s'", optarg);
+			break;
+		}
 		case 'H':
 			o->hdgst = true;
 			break;
@@ -384,6 +397,8 @@ static int submit_one(struct perf *p, struct perf_task *t, uint64_t now)
 	uint64_t unit;
 	int rc;
 
+	if (p->o.max_ios && p->submitted >= p->o.max_ios)
+		return 0; /* -n reached: nothing more to submit */
 	if (p->o.wl == WL_READ || p->o.wl == WL_WRITE || p->o.wl == WL_RW) {
 		unit = p->seq_next++;
 		if (p->seq_next >= p->units)
@@ -404,8 +419,10 @@ static int submit_one(struct perf *p, struct perf_task *t, uint64_t now)
 	else
 		rc = nvme_qpair_write(t->q->qp, p->o.nsid, unit * p->blocks_per_io, p->blocks_per_io,
 				      t->buf, io_done, t);
-	if (rc == 0)
+	if (rc == 0) {
 		t->q->inflight++;
+		p->submitted++;
+	}
 	return rc;
 }
 
@@ -614,6 +631,8 @@ static int run(struct perf *p)
 		}
 		if (p->errors && total_inflight(p) == 0) /* every I/O failed */
 			break;
+		if (p->o.max_ios && p->submitted >= p->o.max_ios && total_inflight(p) == 0)
+			break; /* -n I/Os done */
 		if (t >= next_report) {
 			double dt = (double)(t - last_t) / 1e9;
 			uint64_t dios = p->ios - last_ios;

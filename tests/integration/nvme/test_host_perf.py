@@ -117,3 +117,28 @@ def test_io_errors_reported(nvmf_tgt):
     assert r.returncode == 1, (r.stdout, r.stderr)
     assert "I/O errors" in r.stderr, r.stderr
     parse_total(r.stdout)  # the summary is still printed
+
+
+def test_io_count_limit_writes_each_block_once(nvmf_tgt):
+    """-n: a sequential write of exactly namespace/-o I/Os covers every block once and
+    ends as soon as they complete (bench/nvme uses it for thin-lvol first writes)."""
+    nqn = nvmf_tgt.subsystem(size_mib=16, block_size=4096)
+    bdev = "Malloc%d" % nvmf_tgt.n
+
+    def stat():
+        return [b for b in nvmf_tgt.call("bdev_get_iostat")["bdevs"] if b["name"] == bdev][0]
+    before = stat()["num_write_ops"]
+    r = subprocess.run([tool("diskperf"), "-r", nvmf_tgt.trid(nqn), "-q", "8", "-o", "131072",
+                        "-w", "write", "-t", "60", "-n", "128"], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr
+    tot = parse_total(r.stdout)
+    after = stat()
+    assert after["num_write_ops"] - before == 128
+    assert after["bytes_written"] >= 16 << 20
+    # the rate is over the time the 128 I/Os took, not over -t
+    assert tot["iops"] > 128 / 30.0
+    for bad in ("0", "-5", "x"):
+        r = subprocess.run([tool("diskperf"), "-r", nvmf_tgt.trid(nqn), "-q", "1", "-o", "4096",
+                            "-w", "write", "-t", "1", "-n", bad], capture_output=True, text=True)
+        assert r.returncode == 2 and "-n must be" in r.stderr, (bad, r.stderr)
