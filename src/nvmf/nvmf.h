@@ -162,6 +162,11 @@ uint16_t nvmf_subsystem_min_cntlid(const struct nvmf_subsystem *subsys);
 uint16_t nvmf_subsystem_max_cntlid(const struct nvmf_subsystem *subsys);
 bool nvmf_subsystem_allow_any_host(const struct nvmf_subsystem *subsys);
 void nvmf_subsystem_allow_any_host_set(struct nvmf_subsystem *subsys, bool allow);
+/* One pointer for the caller's own per-subsystem data (NULL at create). The
+ * caller owns what it points to and must free it around
+ * nvmf_subsystem_destroy(); the library never reads it. */
+void nvmf_subsystem_ctx_set(struct nvmf_subsystem *subsys, void *ctx);
+void *nvmf_subsystem_ctx(const struct nvmf_subsystem *subsys);
 
 /* --------------------------------------------------------- listeners */
 

@@ -78,6 +78,7 @@ struct nvmf_subsystem {
 	char **hosts;
 	unsigned n_hosts;
 	struct nvmf_ctrlr *ctrlrs; /* by cntlid ascending */
+	void *ctx; /* the caller's (nvmf_subsystem_ctx_set) */
 };
 
 struct nvmf_tgt {

@@ -150,6 +150,8 @@ const char *nvmf_subsystem_model_number(const struct nvmf_subsystem *s) { return
 uint32_t nvmf_subsystem_max_namespaces(const struct nvmf_subsystem *s) { return s->max_ns; }
 uint16_t nvmf_subsystem_min_cntlid(const struct nvmf_subsystem *s) { return s->min_cntlid; }
 uint16_t nvmf_subsystem_max_cntlid(const struct nvmf_subsystem *s) { return s->max_cntlid; }
+void nvmf_subsystem_ctx_set(struct nvmf_subsystem *s, void *ctx) { s->ctx = ctx; }
+void *nvmf_subsystem_ctx(const struct nvmf_subsystem *s) { return s->ctx; }
 bool nvmf_subsystem_allow_any_host(const struct nvmf_subsystem *s) { return s->allow_any_host; }
 
 void nvmf_subsystem_allow_any_host_set(struct nvmf_subsystem *s, bool allow)

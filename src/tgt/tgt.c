@@ -158,8 +158,7 @@ void tgt_destroy(struct tgt *t)
 		mem_free(a->filename);
 		mem_free(a);
 	}
-	while (t->no_max_ns)
-		tgt_subsys_forget(t, t->no_max_ns->nqn);
+	tgt_subsys_forget_all(t);
 	while ((f = t->faults)) {
 		t->faults = f->next;
 		mem_free(f->method);

@@ -115,7 +115,7 @@ static int nvmf_config(struct tgt *t, json_t *list)
 					  "allow_any_host", nvmf_subsystem_allow_any_host(s),
 					  "serial_number", nvmf_subsystem_serial_number(s),
 					  "model_number", nvmf_subsystem_model_number(s),
-					  "max_namespaces", tgt_subsys_no_max_ns(t, nqn) ? 0 :
+					  "max_namespaces", tgt_subsys_no_max_ns(s) ? 0 :
 					  (int)nvmf_subsystem_max_namespaces(s),
 					  "min_cntlid", (int)nvmf_subsystem_min_cntlid(s),
 					  "max_cntlid", (int)nvmf_subsystem_max_cntlid(s),

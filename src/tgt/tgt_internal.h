@@ -35,7 +35,7 @@ struct tgt_aio {
  * max_namespaces (SPDK then has no limit and leaves the key out of
  * nvmf_get_subsystems), dmrsl / wzsl (reported as given). */
 struct tgt_nqn {
-	struct tgt_nqn *next;
+	struct tgt_nqn *next, *prev;
 	char *nqn;
 	bool no_max_ns;
 	uint32_t dmrsl;
@@ -76,9 +76,12 @@ struct tgt {
 };
 
 /* Subsystems created without max_namespaces (tgt_nvmf.c). */
-bool tgt_subsys_no_max_ns(const struct tgt *t, const char *nqn);
-const struct tgt_nqn *tgt_subsys_extra(const struct tgt *t, const char *nqn);
-void tgt_subsys_forget(struct tgt *t, const char *nqn);
+/* Reached through the subsystem's ctx pointer: O(1) per subsystem, so
+ * listing 10,000 subsystems stays linear. */
+bool tgt_subsys_no_max_ns(const struct nvmf_subsystem *s);
+const struct tgt_nqn *tgt_subsys_extra(const struct nvmf_subsystem *s);
+/* Frees every extra (tgt_destroy; the subsystems may already be gone). */
+void tgt_subsys_forget_all(struct tgt *t);
 
 /* Completes (with -ENODEV) and frees every waiting bdev_get_bdevs. */
 void tgt_bdev_waits_cancel(struct tgt *t);

@@ -60,35 +60,34 @@ static json_t *relaxed(const json_t *params, const struct rpc_param *spec, size_
 	return o;
 }
 
-const struct tgt_nqn *tgt_subsys_extra(const struct tgt *t, const char *nqn)
+const struct tgt_nqn *tgt_subsys_extra(const struct nvmf_subsystem *s)
 {
-	const struct tgt_nqn *n;
-
-	for (n = t->no_max_ns; n; n = n->next)
-		if (!strcmp(n->nqn, nqn))
-			return n;
-	return NULL;
+	return nvmf_subsystem_ctx(s);
 }
 
-bool tgt_subsys_no_max_ns(const struct tgt *t, const char *nqn)
+bool tgt_subsys_no_max_ns(const struct nvmf_subsystem *s)
 {
-	const struct tgt_nqn *n = tgt_subsys_extra(t, nqn);
+	const struct tgt_nqn *n = tgt_subsys_extra(s);
 
 	return n && n->no_max_ns;
 }
 
-void tgt_subsys_forget(struct tgt *t, const char *nqn)
+static void subsys_extra_unlink(struct tgt *t, struct tgt_nqn *n)
 {
-	struct tgt_nqn **pp, *n;
+	if (n->prev)
+		n->prev->next = n->next;
+	else
+		t->no_max_ns = n->next;
+	if (n->next)
+		n->next->prev = n->prev;
+	mem_free(n->nqn);
+	mem_free(n);
+}
 
-	for (pp = &t->no_max_ns; (n = *pp); pp = &n->next) {
-		if (!strcmp(n->nqn, nqn)) {
-			*pp = n->next;
-			mem_free(n->nqn);
-			mem_free(n);
-			return;
-		}
-	}
+void tgt_subsys_forget_all(struct tgt *t)
+{
+	while (t->no_max_ns)
+		subsys_extra_unlink(t, t->no_max_ns);
 }
 
 /* ------------------------------------------------------------ transports */
@@ -386,7 +385,10 @@ static void m_create_subsystem(struct rpc_request *req, json_t *params, void *ct
 			mem_free(n);
 		} else {
 			n->next = t->no_max_ns;
+			if (n->next)
+				n->next->prev = n;
 			t->no_max_ns = n;
+			nvmf_subsystem_ctx_set(s, n);
 		}
 	}
 	if (rc) {
@@ -418,6 +420,7 @@ static void m_delete_subsystem(struct rpc_request *req, json_t *params, void *ct
 	struct tgt *t = ctx;
 	struct nqn_params p = { 0 };
 	struct nvmf_subsystem *s;
+	struct tgt_nqn *n;
 	int rc;
 
 	if (rpc_params_decode(params, nqn_spec, COMMON_ARRAY_SIZE(nqn_spec), &p)) {
@@ -429,11 +432,13 @@ static void m_delete_subsystem(struct rpc_request *req, json_t *params, void *ct
 	s = subsys_lookup(t, req, p.nqn);
 	if (!s)
 		goto out;
+	n = nvmf_subsystem_ctx(s);
 	rc = nvmf_subsystem_destroy(s);
 	if (rc) {
 		rpc_request_errorf(req, RPC_ERROR_INTERNAL, "Subsystem destruction failed, rc %d", rc);
 	} else {
-		tgt_subsys_forget(t, p.nqn);
+		if (n)
+			subsys_extra_unlink(t, n);
 		rpc_request_reply_true(req);
 	}
 out:
@@ -472,13 +477,13 @@ static json_t *subsystem_json(const struct tgt *t, const struct nvmf_subsystem *
 	if (nvmf_subsystem_subtype(s) == NVMF_SUBTYPE_NVME) {
 		rc |= tgt_set(o, "serial_number", json_string(nvmf_subsystem_serial_number(s)));
 		rc |= tgt_set(o, "model_number", json_string(nvmf_subsystem_model_number(s)));
-		if (nvmf_subsystem_max_namespaces(s) && !tgt_subsys_no_max_ns(t, nvmf_subsystem_nqn(s)))
+		if (nvmf_subsystem_max_namespaces(s) && !tgt_subsys_no_max_ns(s))
 			rc |= tgt_set(o, "max_namespaces", json_integer(nvmf_subsystem_max_namespaces(s)));
 		rc |= tgt_set(o, "passthrough", json_false());
 		rc |= tgt_set(o, "min_cntlid", json_integer(nvmf_subsystem_min_cntlid(s)));
 		rc |= tgt_set(o, "max_cntlid", json_integer(nvmf_subsystem_max_cntlid(s)));
 		{
-			const struct tgt_nqn *x = tgt_subsys_extra(t, nvmf_subsystem_nqn(s));
+			const struct tgt_nqn *x = tgt_subsys_extra(s);
 
 			rc |= tgt_set(o, "dmrsl", json_integer(x ? x->dmrsl : TGT_DEFAULT_DMRSL));
 			rc |= tgt_set(o, "wzsl", json_integer(x ? x->wzsl : TGT_DEFAULT_WZSL));
