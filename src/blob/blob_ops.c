@@ -1156,6 +1156,13 @@ uint64_t blob_id(const struct blob *blob) { return blob->id; }
 uint64_t blob_num_clusters(const struct blob *blob) { return blob->num_clusters; }
 uint64_t blob_num_allocated_clusters(const struct blob *blob) { return blob->num_alloc; }
 bool blob_is_thin(const struct blob *blob) { return blob->flags & BS_F_THIN; }
+
+void blob_prefetch(const struct blob *blob)
+{
+	/* flags .. nchildren: the first two cache lines */
+	__builtin_prefetch(blob);
+	__builtin_prefetch((const char *)blob + 64);
+}
 uint64_t blob_create_seq(const struct blob *blob) { return blob->create_seq; }
 bool blob_is_read_only(const struct blob *blob) { return blob->flags & BS_F_RDONLY; }
 bool blob_is_snapshot(const struct blob *blob)

@@ -1202,6 +1202,17 @@ struct lvol *lvol_from_bdev(const struct bdev *bdev)
 	return bdev_ctx(bdev);
 }
 
+void lvol_prefetch(const struct lvol *lvol)
+{
+	for (size_t off = 0; off < sizeof(*lvol); off += 64)
+		__builtin_prefetch((const char *)lvol + off);
+}
+
+void lvol_prefetch_blob(const struct lvol *lvol)
+{
+	blob_prefetch(lvol->blob);
+}
+
 struct lvol *lvol_first(const struct lvol_store *lvs) { return lvs ? lvs->first : NULL; }
 struct lvol *lvol_next(const struct lvol *lvol) { return lvol->next; }
 

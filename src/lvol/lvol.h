@@ -210,6 +210,10 @@ struct lvol *lvol_first(const struct lvol_store *lvs);
 struct lvol *lvol_next(const struct lvol *lvol);
 
 void lvol_get_info(const struct lvol *lvol, struct lvol_info *out);
+/* Prefetch hints for listings that walk thousands of lvols: the lvol's own
+ * fields (names, UUID, links), and (once those are in) its blob's. */
+void lvol_prefetch(const struct lvol *lvol);
+void lvol_prefetch_blob(const struct lvol *lvol);
 /* Clones of a snapshot, in the order they became clones; i < num_clones. */
 struct lvol *lvol_clone_get(const struct lvol *snapshot, unsigned i);
 struct lvol *lvol_parent(const struct lvol *lvol); /* snapshot of a clone, or NULL */

@@ -68,6 +68,12 @@ int tgt_bdev_shared_init(struct tgt *t)
 	if (!t->rate_limits_s || !t->io_types_lvol_s || !t->io_types_lvol_ro_s || !t->io_types_malloc_s ||
 	    !t->io_types_aio_s || !t->io_types_other_s)
 		return -ENOMEM;
+	t->rate_limits_n = strlen(t->rate_limits_s);
+	t->io_types_lvol_n = strlen(t->io_types_lvol_s);
+	t->io_types_lvol_ro_n = strlen(t->io_types_lvol_ro_s);
+	t->io_types_malloc_n = strlen(t->io_types_malloc_s);
+	t->io_types_aio_n = strlen(t->io_types_aio_s);
+	t->io_types_other_n = strlen(t->io_types_other_s);
 	return 0;
 }
 
@@ -87,17 +93,37 @@ void tgt_bdev_shared_fini(struct tgt *t)
 	mem_free(t->io_types_other_s);
 }
 
+/* Names and UUIDs rarely need escaping: one pass finds the length and
+ * whether any byte does; a plain string is copied with its quotes. */
 int tgt_put_str(struct json_buf *b, const char *s)
 {
-	return json_encode_string(b, s ? s : "", s ? strlen(s) : 0);
+	const unsigned char *p = (const unsigned char *)(s ? s : "");
+	size_t n = 0;
+	char *d;
+
+	while (p[n] >= 0x20 && p[n] < 0x7F && p[n] != '"' && p[n] != '\\')
+		n++;
+	if (p[n] != '\0')
+		return json_encode_string(b, (const char *)p, n + strlen((const char *)p + n));
+	if (b->cap - b->len <= n + 2 && json_buf_reserve(b, n + 2))
+		return -ENOMEM;
+	d = b->data + b->len;
+	d[0] = '"';
+	memcpy(d + 1, p, n);
+	d[n + 1] = '"';
+	b->len += n + 2;
+	return 0;
 }
 
 int tgt_put_u64(struct json_buf *b, uint64_t v)
 {
-	char tmp[24];
-	int n = snprintf(tmp, sizeof(tmp), "%llu", (unsigned long long)v);
+	char tmp[24], *e = tmp + sizeof(tmp), *p = e;
 
-	return json_buf_append(b, tmp, (size_t)n);
+	do {
+		*--p = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	return tgt_put_mem(b, p, (size_t)(e - p));
 }
 
 void tgt_reply_buf(struct rpc_request *req, struct json_buf *b, int rc)
@@ -109,15 +135,14 @@ void tgt_reply_buf(struct rpc_request *req, struct json_buf *b, int rc)
 	json_buf_free(b);
 }
 
-#define PUT(lit) json_buf_append(b, lit, sizeof(lit) - 1)
+#define PUT(lit) TGT_PUT(b, lit)
 
-static int write_lvol_driver(struct json_buf *b, const struct lvol *lv)
+static int write_lvol_driver(struct json_buf *b, const struct lvol *lv, const struct lvol_info *ip)
 {
-	struct lvol_info i;
+	const struct lvol_info i = *ip;
 	unsigned k;
 	int rc = 0;
 
-	lvol_get_info(lv, &i);
 	rc |= PUT("{\"lvol\":{\"lvol_store_uuid\":");
 	rc |= tgt_put_str(b, i.lvs_uuid);
 	rc |= PUT(",\"base_bdev\":");
@@ -167,7 +192,7 @@ int tgt_bdev_write(struct tgt *t, struct json_buf *b, struct bdev *bdev)
 	struct tgt_aio *aio = lv ? NULL : tgt_aio_find(t, name);
 	bool is_malloc = !lv && !aio && product && !strcmp(product, "Malloc disk");
 	bool first = true;
-	const char *io_types;
+	struct lvol_info li;
 	unsigned i, n;
 	int rc = 0;
 
@@ -202,7 +227,7 @@ int tgt_bdev_write(struct tgt *t, struct json_buf *b, struct bdev *bdev)
 	if (is_malloc)
 		rc |= PUT(",\"numa_id\":-1");
 	rc |= PUT(",\"assigned_rate_limits\":");
-	rc |= json_buf_append_str(b, t->rate_limits_s);
+	rc |= tgt_put_mem(b, t->rate_limits_s, t->rate_limits_n);
 	if (bdev_claim_type(bdev) == BDEV_CLAIM_EXCL_WRITE)
 		rc |= PUT(",\"claimed\":true,\"claim_type\":\"exclusive_write\"");
 	else if (bdev_claim_type(bdev) != BDEV_CLAIM_NONE)
@@ -211,19 +236,21 @@ int tgt_bdev_write(struct tgt *t, struct json_buf *b, struct bdev *bdev)
 		rc |= PUT(",\"claimed\":false");
 	rc |= PUT(",\"zoned\":false,\"supported_io_types\":");
 	if (lv) {
-		struct lvol_info li;
-
 		lvol_get_info(lv, &li);
-		io_types = li.is_snapshot ? t->io_types_lvol_ro_s : t->io_types_lvol_s;
+		if (li.is_snapshot)
+			rc |= tgt_put_mem(b, t->io_types_lvol_ro_s, t->io_types_lvol_ro_n);
+		else
+			rc |= tgt_put_mem(b, t->io_types_lvol_s, t->io_types_lvol_n);
 	} else if (aio) {
-		io_types = t->io_types_aio_s;
+		rc |= tgt_put_mem(b, t->io_types_aio_s, t->io_types_aio_n);
+	} else if (is_malloc) {
+		rc |= tgt_put_mem(b, t->io_types_malloc_s, t->io_types_malloc_n);
 	} else {
-		io_types = is_malloc ? t->io_types_malloc_s : t->io_types_other_s;
+		rc |= tgt_put_mem(b, t->io_types_other_s, t->io_types_other_n);
 	}
-	rc |= json_buf_append_str(b, io_types);
 	rc |= PUT(",\"driver_specific\":");
 	if (lv)
-		rc |= write_lvol_driver(b, lv);
+		rc |= write_lvol_driver(b, lv, &li);
 	else if (aio)
 		rc |= write_aio_driver(b, aio);
 	else
@@ -604,6 +631,42 @@ static void get_bdevs_poll(struct ev_loop *loop, struct ev_timer *timer, void *a
 	mem_free(w);
 }
 
+static void prefetch_lines(const void *p, size_t len)
+{
+	for (size_t off = 0; off < len; off += 64)
+		__builtin_prefetch((const char *)p + off);
+}
+
+/* While bdev i is written: bdev i+3's struct is fetched, bdev i+2's
+ * strings and lvol (its struct is in by then), bdev i+1's blob and alias
+ * (its lvol is in). Every load here hits lines fetched an iteration
+ * earlier, so nothing stalls. The struct's size is private to src/bdev:
+ * 256 bytes covers the fields read (a prefetch past the end is harmless). */
+static void bdev_prefetch_ahead(const struct bdev *bdev)
+{
+	const struct bdev *n1 = bdev_next(bdev);
+	const struct bdev *n2 = n1 ? bdev_next(n1) : NULL;
+	const struct bdev *n3 = n2 ? bdev_next(n2) : NULL;
+	struct lvol *lv;
+
+	if (n3)
+		prefetch_lines(n3, 256);
+	if (n2) {
+		__builtin_prefetch(bdev_name(n2));
+		__builtin_prefetch(bdev_product_name(n2));
+		lv = lvol_from_bdev(n2);
+		if (lv)
+			lvol_prefetch(lv);
+	}
+	if (n1) {
+		if (bdev_alias_count(n1))
+			__builtin_prefetch(bdev_alias_get(n1, 0));
+		lv = lvol_from_bdev(n1);
+		if (lv)
+			lvol_prefetch_blob(lv);
+	}
+}
+
 static void m_bdev_get_bdevs(struct rpc_request *req, json_t *params, void *ctx)
 {
 	struct tgt *t = ctx;
@@ -648,9 +711,12 @@ static void m_bdev_get_bdevs(struct rpc_request *req, json_t *params, void *ctx)
 		json_buf_reset(&b);
 		rc = json_buf_reserve(&b, (size_t)bdev_count() * 1100 + 2);
 		rc |= json_buf_append(&b, "[", 1);
+		/* Memory latency, not formatting, is the cost at 10,000 bdevs:
+		 * a three-stage prefetch (see bdev_prefetch_ahead). */
 		for (bdev = bdev_first(); !rc && bdev; bdev = bdev_next(bdev)) {
+			bdev_prefetch_ahead(bdev);
 			if (bdev != bdev_first())
-				rc |= json_buf_append(&b, ",", 1);
+				rc |= TGT_PUT(&b, ",");
 			rc |= tgt_bdev_write(t, &b, bdev);
 		}
 		rc |= json_buf_append(&b, "]", 1);

@@ -7,6 +7,7 @@
 #define DE_TGT_INTERNAL_H
 
 #include <jansson.h>
+#include <string.h>
 
 #include "bdev/bdev.h"
 #include "common/common.h"
@@ -73,6 +74,8 @@ struct tgt {
 	struct json_buf list_buf; /* reused by the big listings (capacity kept) */
 	char *rate_limits_s;
 	char *io_types_lvol_s, *io_types_lvol_ro_s, *io_types_malloc_s, *io_types_aio_s, *io_types_other_s;
+	size_t rate_limits_n; /* their lengths */
+	size_t io_types_lvol_n, io_types_lvol_ro_n, io_types_malloc_n, io_types_aio_n, io_types_other_n;
 };
 
 /* Subsystems created without max_namespaces (tgt_nvmf.c). */
@@ -105,6 +108,19 @@ int tgt_bdev_write(struct tgt *t, struct json_buf *b, struct bdev *bdev);
 /* json_buf helpers: a string value, an unsigned number. */
 int tgt_put_str(struct json_buf *b, const char *s);
 int tgt_put_u64(struct json_buf *b, uint64_t v);
+
+/* Appends n bytes: inline, one capacity check (the big listings write
+ * ~1 KB per bdev in dozens of small pieces). 0 or -ENOMEM. */
+static inline int tgt_put_mem(struct json_buf *b, const void *s, size_t n)
+{
+	if (b->cap - b->len <= n && json_buf_reserve(b, n))
+		return -ENOMEM;
+	memcpy(b->data + b->len, s, n);
+	b->len += n;
+	return 0;
+}
+
+#define TGT_PUT(b, lit) tgt_put_mem((b), (lit), sizeof(lit) - 1)
 /* Replies with the buffer's text (or -ENOMEM if rc) and frees the buffer. */
 void tgt_reply_buf(struct rpc_request *req, struct json_buf *b, int rc);
 struct tgt_aio *tgt_aio_find(struct tgt *t, const char *name);

@@ -73,7 +73,7 @@ static json_t *lvs_json(const struct lvol_store *lvs)
 			 "max_growable_size", (json_int_t)i.max_growable_size);
 }
 
-#define PUT(lit) json_buf_append(b, lit, sizeof(lit) - 1)
+#define PUT(lit) TGT_PUT(b, lit)
 
 /* A UUID string needs no escaping: copy it with its quotes. */
 static int put_uuid(struct json_buf *b, const char *u)
@@ -93,7 +93,7 @@ static int put_uuid(struct json_buf *b, const char *u)
 /* Appends `"key":true` / `"key":false` with a leading comma. */
 static int put_bool(struct json_buf *b, const char *key_t, size_t lt, const char *key_f, size_t lf, bool v)
 {
-	return v ? json_buf_append(b, key_t, lt) : json_buf_append(b, key_f, lf);
+	return v ? tgt_put_mem(b, key_t, lt) : tgt_put_mem(b, key_f, lf);
 }
 
 #define PUT_BOOL(key, v) put_bool(b, ",\"" key "\":true", sizeof(",\"" key "\":true") - 1, \
@@ -121,7 +121,7 @@ static int lvol_write(struct json_buf *b, const struct lvol *lv, const struct js
 	rc |= PUT_BOOL("is_degraded", i.is_degraded);
 	rc |= PUT(",\"num_allocated_clusters\":");
 	rc |= tgt_put_u64(b, i.num_allocated_clusters);
-	rc |= json_buf_append(b, lvs_tail->data, lvs_tail->len);
+	rc |= tgt_put_mem(b, lvs_tail->data, lvs_tail->len);
 	return rc ? -ENOMEM : 0;
 }
 
@@ -373,9 +373,22 @@ static int append_lvols(struct json_buf *b, const struct lvol_store *lvs, bool *
 	rc |= json_buf_append_str(&tail, ",\"uuid\":");
 	rc |= tgt_put_str(&tail, lvol_store_uuid(lvs));
 	rc |= json_buf_append_str(&tail, "}}");
-	for (lv = lvol_first(lvs); !rc && lv; lv = lvol_next(lv)) {
+	/* Memory latency, not formatting, is the cost at 10,000 lvols: the
+	 * lvol two ahead and the blob of the next one are prefetched. */
+	lv = lvol_first(lvs);
+	if (lv)
+		lvol_prefetch(lv);
+	if (lv && lvol_next(lv))
+		lvol_prefetch(lvol_next(lv));
+	for (; !rc && lv; lv = lvol_next(lv)) {
+		struct lvol *n1 = lvol_next(lv), *n2 = n1 ? lvol_next(n1) : NULL;
+
+		if (n2)
+			lvol_prefetch(n2);
+		if (n1)
+			lvol_prefetch_blob(n1);
 		if (!*first)
-			rc |= json_buf_append(b, ",", 1);
+			rc |= TGT_PUT(b, ",");
 		*first = false;
 		rc |= lvol_write(b, lv, &tail);
 	}
