@@ -59,6 +59,10 @@ struct agent_options {
 	uint64_t orphan_grace_s;          /* quarantine -> delete after this long */
 	char metrics_listen[128];         /* "" = no metrics endpoint */
 	char log_level[16];               /* "" = unchanged */
+	bool no_wakeup;                   /* tick only: ignore desired-state changes
+					   * between ticks (benchmarks; default off) */
+	uint64_t verify_full_ms;          /* least time between two full verifies
+					   * (bdev + subsystem listings); 0 = adaptive */
 };
 
 /* Defaults for everything; db and node empty. */
@@ -69,7 +73,9 @@ void agent_options_init(struct agent_options *o);
  *   db, node, rpc_socket, nqn_prefix, tick (duration: 500ms, 1s, 2m),
  *   poll (duration), rpc_timeout (duration), nvme_timeout (duration),
  *   zero_chunk (size), orphan_collect (on/off/true/false/yes/no/1/0),
- *   orphan_grace (duration), metrics_listen, log_level.
+ *   orphan_grace (duration), metrics_listen, log_level, wakeup (on/off, default
+ *   on), verify_full (duration, least time between full verifies, default 0 =
+ *   adaptive: see verify.c).
  * Unknown keys and bad values fail with -EINVAL and one line in err
  * ("FILE:LINE: what"). Values already set in *o are overwritten.
  */

@@ -68,6 +68,14 @@ struct agent_loop {
 	size_t n_noisy;
 	struct agent_backoff *backoff;
 	size_t n_backoff;
+	/* Verify (verify.c): when the last full pass ran, what it cost, and what
+	 * forces the next one (a new target connection, changed listeners, an
+	 * lvstore that was absent). */
+	uint64_t verify_full_at_ms;
+	uint64_t verify_full_cost_us;
+	uint64_t verify_conns;
+	uint64_t verify_listen_sum;
+	bool verify_absent;
 };
 
 struct agent {

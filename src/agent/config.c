@@ -109,6 +109,16 @@ static int config_apply(struct agent_options *o, const char *key, const char *va
 	}
 	if (strcmp(key, "orphan_collect") == 0)
 		return parse_bool(val, &o->orphan_collect);
+	if (strcmp(key, "wakeup") == 0) {
+		bool on;
+
+		rc = parse_bool(val, &on);
+		if (rc == 0)
+			o->no_wakeup = !on;
+		return rc;
+	}
+	if (strcmp(key, "verify_full") == 0)
+		return agent_duration_parse(val, &o->verify_full_ms);
 	if (strcmp(key, "zero_chunk") == 0) {
 		uint64_t b;
 

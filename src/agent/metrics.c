@@ -46,7 +46,7 @@ struct table {
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static atomic_bool enabled;
-static struct table ticks, rpcs, events, lag, dbt;
+static struct table ticks, rpcs, events, lag, dbt, verify_wall, verify_cpu;
 static uint64_t lvol_states[6];
 static bool have_states;
 
@@ -98,6 +98,12 @@ void metrics_event(const char *kind) { record(&events, kind, true, 0); }
 
 void metrics_lag(uint64_t ms) { record(&lag, "", true, ms * 1000); }
 void metrics_db(uint64_t us) { record(&dbt, "", true, us); }
+
+void metrics_verify(bool full, uint64_t wall_us, uint64_t cpu_us)
+{
+	record(&verify_wall, full ? "full" : "light", true, wall_us);
+	record(&verify_cpu, full ? "full" : "light", true, cpu_us);
+}
 
 void metrics_lvol_states(const uint64_t counts[6])
 {
@@ -223,6 +229,11 @@ char *metrics_render(void)
 		      "Desired-state change to READY.", lag.n ? &lag : &empty1);
 	put_histogram(&b, "diskengine_db_call_seconds", NULL,
 		      "Timed DB calls (heartbeat, verify reads).", dbt.n ? &dbt : &empty2);
+	put_histogram(&b, "diskengine_verify_seconds", "kind",
+		      "Duration of one verify pass (RPC + DB + judging); kind=full also lists "
+		      "bdevs and subsystems.", &verify_wall);
+	put_histogram(&b, "diskengine_verify_cpu_seconds", "kind",
+		      "CPU time of the provisioning thread during one verify pass.", &verify_cpu);
 	if (have_states) {
 		put(&b, "# HELP diskengine_lvols Lvols of this node by state (last verify).\n"
 			"# TYPE diskengine_lvols gauge\n");

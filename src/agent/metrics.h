@@ -11,6 +11,7 @@
  *   events_raised_total{kind}
  *   ready_lag_seconds histogram               (desired change -> READY)
  *   db_call_seconds histogram
+ *   verify_seconds{kind}, verify_cpu_seconds{kind} histograms  (kind: light, full)
  *   lvols{state}                              (from the last verify)
  */
 #ifndef DE_AGENT_METRICS_H
@@ -31,6 +32,9 @@ void metrics_rpc(const char *method, bool ok, uint64_t us);
 void metrics_event(const char *kind);
 void metrics_lag(uint64_t ms);
 void metrics_db(uint64_t us);
+/* One verify pass: wall time and the thread's CPU time; full = with the
+ * bdev and subsystem listings (see verify.c). */
+void metrics_verify(bool full, uint64_t wall_us, uint64_t cpu_us);
 /* Counts indexed by enum db_lvol_state (CREATING .. FAILED). */
 void metrics_lvol_states(const uint64_t counts[6]);
 

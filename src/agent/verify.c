@@ -1,13 +1,25 @@
 /*
  * verify.c: verify (DESIGN.md loop 4), run from the provisioning thread at
- * most once per tick. One bdev_lvol_get_lvstores, one bdev_lvol_get_lvols
- * per lvstore, one nvmf_get_subsystems (and one bdev_get_bdevs for sizes):
+ * most once per tick. Every pass: one bdev_lvol_get_lvstores and one
+ * bdev_lvol_get_lvols per lvstore:
  *   - each disk's lvstore state (absent/loaded), capacity and free bytes;
- *   - each READY lvol: missing → drift event (never recreated), size differs
- *     → drift event, namespace missing → re-export + event;
+ *   - each READY lvol: missing → drift event (never recreated);
  *   - lvols named in the agent's scheme without a live row → orphan event
  *     (optional two-step collection: quarantine rename, delete after grace);
  *   - CREATING rows are not judged, an absent lvstore judges nothing.
+ * A full pass also lists nvmf_get_subsystems and bdev_get_bdevs (the only
+ * listing with lvol sizes: bdev_lvol_get_lvols has none):
+ *   - size differs from the row's real size → drift event;
+ *   - namespace missing → re-export + event; listeners and hosts repaired.
+ * Those two listings are the expensive part (about 1 KB per lvol in
+ * bdev_get_bdevs), so a full pass runs when something may have changed: the
+ * first pass, a new target connection (restart), an lvstore that was absent,
+ * a disk's listen addresses changed, and otherwise at most every
+ * max(tick, 20 x the last full pass's duration, verify_full option): at most
+ * ~5 % of the thread's time. Small nodes still get a full pass every tick.
+ * Between full passes a thick lvol's size is still checked every pass from
+ * bdev_lvol_get_lvols: its allocated clusters x cluster size is its size; a
+ * mismatch is confirmed with bdev_get_bdevs {name} for that lvol alone.
  *
  * Races with the other loops (a delete finishing, a resize) are avoided by
  * reading the rows before AND after listing the target: an lvol is judged
@@ -21,9 +33,25 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "agent/metrics.h"
 #include "common/common.h"
+
+/* A full pass is due at least this often, however slow it is. */
+#define VERIFY_FULL_MAX_MS (300 * 1000ull)
+/* Light passes confirm at most this many suspected size drifts each. */
+#define VERIFY_CONFIRM_MAX 8
+
+/* Sorted lookups into the view (bsearch by name), built once per pass. */
+struct index {
+	const struct spdk_lvol **lvols; /* all fetched lvstores, by (lvs uuid, name) */
+	size_t n_lvols;
+	const struct spdk_subsystem **subs;
+	size_t n_subs;
+	const struct spdk_bdev **bdevs;
+	size_t n_bdevs;
+};
 
 struct rows {
 	struct db_lvol *lvols;
@@ -94,6 +122,102 @@ static bool snap_live(const struct db_snapshot *x)
 	return x && x->state != DB_SNAPSHOT_DELETED;
 }
 
+static int cmp_lvol(const void *a, const void *b)
+{
+	const struct spdk_lvol *x = *(const struct spdk_lvol *const *)a;
+	const struct spdk_lvol *y = *(const struct spdk_lvol *const *)b;
+	int c = strcmp(x->lvs_uuid, y->lvs_uuid);
+
+	return c ? c : strcmp(x->name, y->name);
+}
+
+static int cmp_sub(const void *a, const void *b)
+{
+	return strcmp((*(const struct spdk_subsystem *const *)a)->nqn,
+		      (*(const struct spdk_subsystem *const *)b)->nqn);
+}
+
+static int cmp_bdev(const void *a, const void *b)
+{
+	return strcmp((*(const struct spdk_bdev *const *)a)->name,
+		      (*(const struct spdk_bdev *const *)b)->name);
+}
+
+static void index_free(struct index *ix)
+{
+	mem_free(ix->lvols);
+	mem_free(ix->subs);
+	mem_free(ix->bdevs);
+	memset(ix, 0, sizeof(*ix));
+}
+
+/* The lvols of every fetched lvstore (their lvs_uuid set to that lvstore's,
+ * which is what they are looked up by), the subsystems and bdevs, sorted. */
+static int index_build(struct index *ix, struct agent_view *v)
+{
+	size_t n = 0;
+
+	memset(ix, 0, sizeof(*ix));
+	for (size_t i = 0; i < v->lvstores.n; i++)
+		if (v->lvols_ok[i])
+			n += v->lvols[i].n;
+	ix->lvols = mem_zalloc((n + 1) * sizeof(*ix->lvols));
+	ix->subs = mem_zalloc((v->subsystems.n + 1) * sizeof(*ix->subs));
+	ix->bdevs = mem_zalloc((v->bdevs.n + 1) * sizeof(*ix->bdevs));
+	if (!ix->lvols || !ix->subs || !ix->bdevs) {
+		index_free(ix);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < v->lvstores.n; i++) {
+		for (size_t j = 0; v->lvols_ok[i] && j < v->lvols[i].n; j++) {
+			struct spdk_lvol *tl = &v->lvols[i].v[j];
+
+			snprintf(tl->lvs_uuid, sizeof(tl->lvs_uuid), "%s", v->lvstores.v[i].uuid);
+			ix->lvols[ix->n_lvols++] = tl;
+		}
+	}
+	for (size_t i = 0; i < v->subsystems.n; i++)
+		ix->subs[ix->n_subs++] = &v->subsystems.v[i];
+	for (size_t i = 0; i < v->bdevs.n; i++)
+		ix->bdevs[ix->n_bdevs++] = &v->bdevs.v[i];
+	qsort(ix->lvols, ix->n_lvols, sizeof(*ix->lvols), cmp_lvol);
+	qsort(ix->subs, ix->n_subs, sizeof(*ix->subs), cmp_sub);
+	qsort(ix->bdevs, ix->n_bdevs, sizeof(*ix->bdevs), cmp_bdev);
+	return 0;
+}
+
+static const struct spdk_lvol *index_lvol(const struct index *ix, const char *lvs_uuid,
+					  const char *name)
+{
+	struct spdk_lvol key, *kp = &key;
+	const struct spdk_lvol **r;
+
+	snprintf(key.lvs_uuid, sizeof(key.lvs_uuid), "%s", lvs_uuid);
+	snprintf(key.name, sizeof(key.name), "%s", name);
+	r = bsearch(&kp, ix->lvols, ix->n_lvols, sizeof(*ix->lvols), cmp_lvol);
+	return r ? *r : NULL;
+}
+
+static const struct spdk_subsystem *index_sub(const struct index *ix, const char *nqn)
+{
+	struct spdk_subsystem key, *kp = &key;
+	const struct spdk_subsystem **r;
+
+	snprintf(key.nqn, sizeof(key.nqn), "%s", nqn);
+	r = bsearch(&kp, ix->subs, ix->n_subs, sizeof(*ix->subs), cmp_sub);
+	return r ? *r : NULL;
+}
+
+static const struct spdk_bdev *index_bdev(const struct index *ix, const char *name)
+{
+	struct spdk_bdev key, *kp = &key;
+	const struct spdk_bdev **r;
+
+	snprintf(key.name, sizeof(key.name), "%s", name);
+	r = bsearch(&kp, ix->bdevs, ix->n_bdevs, sizeof(*ix->bdevs), cmp_bdev);
+	return r ? *r : NULL;
+}
+
 static void verify_disks(struct agent_loop *l, const struct db_disk *disks, size_t n,
 			 const struct agent_view *v)
 {
@@ -132,8 +256,53 @@ static void verify_disks(struct agent_loop *l, const struct db_disk *disks, size
 	}
 }
 
+/* Size of the lvol in the target against the row's real size: drift-size
+ * raised or resolved. */
+static void judge_size(struct agent_loop *l, const struct db_lvol *lv, const char *object,
+		       uint64_t size)
+{
+	if (size != lv->real_size)
+		agent_event_raise(l, "drift-size", object,
+				  "lvol %" PRId64 " is %" PRIu64 " bytes in the target, "
+				  "%" PRIu64 " in the DB", lv->id, size, lv->real_size);
+	else
+		agent_event_resolve(l, "drift-size", object);
+}
+
+/* Light pass: a thick lvol (not a snapshot or clone) has all its clusters
+ * allocated, so num_allocated_clusters x cluster size is its size. A
+ * mismatch is only a suspicion (a target may count differently): it is
+ * confirmed with bdev_get_bdevs for this one lvol, at most *budget per pass. */
+static void size_light(struct agent_loop *l, const struct db_lvol *lv, const char *object,
+		       const struct spdk_lvol *tl, uint64_t cluster_size, unsigned *budget)
+{
+	struct spdk_bdev_list one = { 0 };
+
+	if (tl->thin || tl->snapshot || tl->clone || !cluster_size)
+		return; /* size not in the listing: the next full pass judges it */
+	if (tl->num_allocated_clusters * cluster_size == lv->real_size) {
+		agent_event_resolve(l, "drift-size", object);
+		return;
+	}
+	if (!*budget || agent_event_open(l, "drift-size", object))
+		return; /* known drift stays open until the sizes match again */
+	(*budget)--;
+	if (spdk_bdev_get(l->spdk, tl->uuid, &one) == 0 && one.n == 1) {
+		struct db_lvol now = { 0 };
+
+		/* A resize may have started since the rows were read: judge only
+		 * a row still READY with the same generation and real size. */
+		if (db_lvol_get(l->db, lv->id, &now) == 0 && now.state == DB_LVOL_READY &&
+		    now.generation == lv->generation && now.real_size == lv->real_size)
+			judge_size(l, lv, object, one.v[0].num_blocks * one.v[0].block_size);
+		db_lvol_clear(&now);
+	}
+	spdk_bdev_list_free(&one);
+}
+
 static void verify_lvol(struct agent_loop *l, const struct db_disk *d, const struct db_lvol *lv,
-			const struct agent_view *v)
+			const struct agent_view *v, const struct index *ix, bool full,
+			unsigned *budget)
 {
 	const struct spdk_subsystem *sub;
 	const struct spdk_lvol *tl;
@@ -143,7 +312,7 @@ static void verify_lvol(struct agent_loop *l, const struct db_disk *d, const str
 
 	snprintf(name, sizeof(name), "%" PRId64, lv->id);
 	snprintf(object, sizeof(object), "lvol/%" PRId64, lv->id);
-	tl = agent_view_lvol(v, d->lvstore_uuid, name);
+	tl = index_lvol(ix, d->lvstore_uuid, name);
 	if (!tl) {
 		agent_event_raise(l, "drift-missing", object,
 				  "READY lvol %" PRId64 " (uuid %s) is missing from lvstore %s of "
@@ -160,20 +329,19 @@ static void verify_lvol(struct agent_loop *l, const struct db_disk *d, const str
 	}
 	agent_event_resolve(l, "drift-uuid", object);
 
-	b = spdk_bdev_find(&v->bdevs, tl->uuid);
-	if (b && lv->real_size) {
-		uint64_t size = b->num_blocks * b->block_size;
+	if (!full) {
+		int idx = agent_view_lvstore(v, d->lvstore_uuid);
 
-		if (size != lv->real_size)
-			agent_event_raise(l, "drift-size", object,
-					  "lvol %" PRId64 " is %" PRIu64 " bytes in the target, "
-					  "%" PRIu64 " in the DB", lv->id, size, lv->real_size);
-		else
-			agent_event_resolve(l, "drift-size", object);
+		if (lv->real_size && idx >= 0)
+			size_light(l, lv, object, tl, v->lvstores.v[idx].cluster_size, budget);
+		return; /* namespaces: the next full pass */
 	}
+	b = index_bdev(ix, tl->uuid);
+	if (b && lv->real_size)
+		judge_size(l, lv, object, b->num_blocks * b->block_size);
 
 	agent_lvol_nqn(l->nqn_prefix, lv->id, nqn);
-	sub = spdk_subsystem_find(&v->subsystems, nqn);
+	sub = index_sub(ix, nqn);
 	rc = agent_nvmf_ensure(l, d, lv, sub);
 	if (rc)
 		return;
@@ -318,17 +486,72 @@ static void verify_resolve_stale(struct agent_loop *l, const struct agent_view *
 	}
 }
 
+/* FNV-1a over the disks' listen addresses as resolved now (an interface's
+ * address may change): a change asks for a full pass, which repairs the
+ * listeners of every subsystem. */
+static uint64_t listen_sum(const struct db_disk *disks, size_t n)
+{
+	uint64_t h = 1469598103934665603ull;
+
+	for (size_t i = 0; i < n; i++) {
+		struct spdk_listen_addr *a = NULL;
+		size_t na = 0;
+
+		h = (h ^ (uint64_t)disks[i].id) * 1099511628211ull;
+		if (agent_disk_listeners(&disks[i], &a, &na) != 0)
+			continue;
+		for (size_t j = 0; j < na; j++) {
+			const char *f[] = { a[j].trtype, a[j].adrfam, a[j].traddr, a[j].trsvcid };
+
+			for (size_t k = 0; k < COMMON_ARRAY_SIZE(f); k++)
+				for (const char *p = f[k]; ; p++) {
+					h = (h ^ (unsigned char)*p) * 1099511628211ull;
+					if (!*p)
+						break;
+				}
+		}
+		mem_free(a);
+	}
+	return h;
+}
+
+static uint64_t thread_cpu_us(void)
+{
+	struct timespec ts;
+
+	if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0)
+		return 0;
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* Is a full pass (bdev + subsystem listings) due? See the top of the file. */
+static bool full_due(struct agent_loop *l, uint64_t now_ms, uint64_t lsum)
+{
+	uint64_t every = COMMON_MAX(l->agent->opt.tick_ms, l->verify_full_cost_us * 20 / 1000);
+
+	every = COMMON_MIN(every, VERIFY_FULL_MAX_MS);
+	every = COMMON_MAX(every, l->agent->opt.verify_full_ms);
+	if (!l->verify_full_at_ms)
+		return true;
+	if (spdk_client_connections(l->spdk) != l->verify_conns || lsum != l->verify_listen_sum)
+		return true;
+	return now_ms - l->verify_full_at_ms >= every;
+}
+
 void agent_verify(struct agent_loop *l)
 {
 	struct db_disk *disks = NULL;
 	size_t n_disks = 0;
 	struct rows r1 = { 0 }, r2 = { 0 };
 	struct agent_view v = { 0 };
-	bool any_ready = false;
-	uint64_t t0;
+	struct index ix = { 0 };
+	bool any_ready = false, full, absent = false;
+	unsigned budget = VERIFY_CONFIRM_MAX;
+	uint64_t t0, cpu0, lsum = 0;
 	int rc;
 
 	t0 = clock_mono_us();
+	cpu0 = thread_cpu_us();
 	rc = rows_read(l, &r1);
 	metrics_db(clock_mono_us() - t0);
 	if (rc)
@@ -336,9 +559,32 @@ void agent_verify(struct agent_loop *l)
 	for (size_t i = 0; i < r1.n_lvols; i++)
 		if (r1.lvols[i].state == DB_LVOL_READY)
 			any_ready = true;
-	rc = agent_view_fetch(l, &v, true, true, any_ready);
+	rc = db_disk_list(l->db, l->node.name, &disks, &n_disks);
+	if (rc)
+		goto db_fail;
+	lsum = listen_sum(disks, n_disks);
+	full = full_due(l, t0 / 1000, lsum);
+	rc = agent_view_fetch(l, &v, true, full, full && any_ready);
 	if (rc)
 		goto out;
+	for (size_t i = 0; i < n_disks; i++)
+		if (disks[i].lvstore_uuid[0] && agent_view_lvstore(&v, disks[i].lvstore_uuid) < 0)
+			absent = true;
+	if (!full && l->verify_absent && !absent) {
+		/* An lvstore came back (target restarted, base bdev examined):
+		 * its lvols' namespaces need the full pass now. */
+		full = true;
+		rc = spdk_nvmf_subsystem_get(l->spdk, &v.subsystems);
+		if (rc == 0 && any_ready)
+			rc = spdk_bdev_get(l->spdk, NULL, &v.bdevs);
+		if (rc)
+			goto out;
+		v.have_subsystems = true;
+		v.have_bdevs = any_ready;
+	}
+	db_disk_list_free(disks, n_disks);
+	disks = NULL;
+	n_disks = 0;
 	rc = rows_read(l, &r2);
 	if (rc)
 		goto db_fail;
@@ -346,6 +592,9 @@ void agent_verify(struct agent_loop *l)
 	rc = db_disk_list(l->db, l->node.name, &disks, &n_disks);
 	if (rc)
 		goto db_fail;
+	rc = index_build(&ix, &v);
+	if (rc)
+		goto out;
 
 	verify_disks(l, disks, n_disks, &v);
 	for (size_t i = 0; i < r2.n_lvols && !agent_stopping(l->agent); i++) {
@@ -363,7 +612,7 @@ void agent_verify(struct agent_loop *l)
 		idx = agent_view_lvstore(&v, d->lvstore_uuid);
 		if (idx < 0 || !v.lvols_ok[idx])
 			continue; /* absent lvstore: nothing is judged */
-		verify_lvol(l, d, lv, &v);
+		verify_lvol(l, d, lv, &v, &ix, full, &budget);
 	}
 	verify_orphans(l, disks, n_disks, &v, &r1, &r2);
 	{
@@ -375,11 +624,26 @@ void agent_verify(struct agent_loop *l)
 		metrics_lvol_states(counts);
 	}
 	verify_resolve_stale(l, &v, disks, n_disks, &r2);
+	{
+		uint64_t wall = clock_mono_us() - t0;
+
+		metrics_verify(full, wall, thread_cpu_us() - cpu0);
+		if (full) {
+			l->verify_full_at_ms = t0 / 1000;
+			l->verify_full_cost_us = wall;
+			l->verify_conns = spdk_client_connections(l->spdk);
+			l->verify_listen_sum = lsum;
+		}
+		l->verify_absent = absent;
+		LOG_DEBUG("agent", "verify full=%d lvols=%zu ms=%.1f", (int)full, r2.n_lvols,
+			  (double)wall / 1000.0);
+	}
 	goto out;
 db_fail:
 	LOG_WARN("agent", "db read failed loop=verify err=%s db=\"%s\"", common_strerror(rc),
 		 db_errmsg(l->db));
 out:
+	index_free(&ix);
 	agent_view_free(&v);
 	rows_free(&r1);
 	rows_free(&r2);
