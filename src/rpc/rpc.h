@@ -32,6 +32,8 @@
 
 #include "common/common.h"
 
+struct json_buf;
+
 /* JSON-RPC error codes (the SPDK handlers also use -errno as a code). */
 #define RPC_ERROR_PARSE            (-32700)
 #define RPC_ERROR_INVALID_REQUEST  (-32600)
@@ -125,6 +127,12 @@ void rpc_request_reply(struct rpc_request *req, json_t *result);
 /* Result given as already-serialised compact JSON text (copied; len bytes,
  * must be one valid JSON value, written as is). For big listings. Frees req. */
 void rpc_request_reply_raw(struct rpc_request *req, const char *json, size_t len);
+/* The same without the copy (multi-MB listings): append the result text to
+ * the buffer begin returns (the reply stream itself when it can be, else a
+ * scratch buffer), then call end exactly once: rc 0 sends it, rc < 0 drops
+ * it and replies that errno as rpc_request_errno does. end frees req. */
+struct json_buf *rpc_request_reply_raw_begin(struct rpc_request *req);
+void rpc_request_reply_raw_end(struct rpc_request *req, int rc);
 /* Convenience: reply `true` (SPDK's usual result for actions). */
 void rpc_request_reply_true(struct rpc_request *req);
 /* Error reply {"code":code,"message":message}. Frees req. */

@@ -34,6 +34,8 @@
 /* Back-pressure: stop reading a connection while this much output is
  * unsent or this many requests are unanswered. */
 #define CONN_OUT_HIGH   (4u * 1024 * 1024)
+#define CONN_SNDBUF_RAISE_AT (1u * 1024 * 1024) /* pending reply bytes */
+#define CONN_SNDBUF_BIG (4 * 1024 * 1024)
 #define CONN_SLOTS_HIGH 1024u
 #define CONN_READ_SIZE  65536u
 #define MAX_LISTENERS   4
@@ -73,6 +75,7 @@ struct rpc_conn {
 	unsigned n_slots;
 	uint32_t ev_mask;          /* events currently registered */
 	bool read_eof;             /* peer shut down its side */
+	bool sndbuf_raised;        /* SO_SNDBUF raised for a multi-MB reply */
 	bool close_after_flush;    /* oversize request answered: then close */
 	bool out_broken;           /* a reply could not be queued: close once flushed */
 	bool dispatching;          /* inside conn_process_input */
@@ -90,6 +93,11 @@ struct rpc_request {
 	json_t *method_json; /* the method name string (a reference) */
 	const char *method;  /* its text, or NULL before validation */
 	unsigned flags;
+	/* rpc_request_reply_raw_begin/end */
+	struct json_buf *raw_out;    /* the reply stream's buffer, or NULL: raw_scratch */
+	struct json_buf raw_scratch;
+	size_t raw_mark;
+	bool raw_direct;
 };
 
 struct rpc_server {
@@ -277,8 +285,20 @@ static int conn_flush(struct rpc_conn *c)
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			if (errno == EAGAIN || errno == EWOULDBLOCK)
+			if (errno == EAGAIN || errno == EWOULDBLOCK) {
+				/* A multi-MB reply (a listing of 10,000 bdevs is
+				 * 11 MB) through the default ~200 KB socket buffer
+				 * takes ~50 wake-ups of each side: ask for more room
+				 * (capped by net.core.wmem_max), once. */
+				if (!c->sndbuf_raised && c->out.len - c->out_off > CONN_SNDBUF_RAISE_AT) {
+					int sz = CONN_SNDBUF_BIG;
+
+					c->sndbuf_raised = true;
+					(void)setsockopt(c->fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
+					continue;
+				}
 				return 0;
+			}
 			return -errno;
 		}
 		c->out_off += (size_t)n;
@@ -528,6 +548,49 @@ void rpc_request_reply_raw(struct rpc_request *req, const char *json, size_t len
 		}
 		reply_end(e, direct, mark);
 	}
+	request_finish(req);
+}
+
+struct json_buf *rpc_request_reply_raw_begin(struct rpc_request *req)
+{
+	req->raw_out = NULL;
+	if (req->conn && request_wants_result(req) && !(req->flags & RPC_REPLY_DROP)) {
+		struct json_buf *e = reply_buf(req, &req->raw_direct);
+
+		req->raw_mark = e->len;
+		/* the envelope with a null result, cut before "null}" */
+		if (json_encode_rpc_result(e, req->id, NULL) == 0) {
+			e->len -= 5;
+			req->raw_out = e;
+			return e;
+		}
+		e->len = req->raw_mark;
+	}
+	json_buf_reset(&req->raw_scratch);
+	return &req->raw_scratch;
+}
+
+void rpc_request_reply_raw_end(struct rpc_request *req, int rc)
+{
+	struct json_buf *e = req->raw_out;
+
+	if (!e) {
+		struct json_buf s = req->raw_scratch;
+
+		req->raw_scratch = (struct json_buf){ 0 };
+		if (rc)
+			rpc_request_errno(req, rc < 0 ? rc : -ENOMEM);
+		else
+			rpc_request_reply_raw(req, s.data ? s.data : "null", s.data ? s.len : 4);
+		json_buf_free(&s);
+		return;
+	}
+	if (rc || json_buf_append(e, "}", 1)) {
+		e->len = req->raw_mark;
+		rpc_request_errno(req, rc < 0 ? rc : -ENOMEM);
+		return;
+	}
+	reply_end(e, req->raw_direct, req->raw_mark);
 	request_finish(req);
 }
 

@@ -151,7 +151,6 @@ void tgt_destroy(struct tgt *t)
 	if (t->bdev_up)
 		bdev_module_fini();
 	tgt_bdev_shared_fini(t);
-	json_buf_free(&t->list_buf);
 	while ((a = t->aios)) {
 		t->aios = a->next;
 		mem_free(a->name);

@@ -18,8 +18,6 @@
 #include "tgt/tgt.h"
 
 #define TGT_LOG "tgt"
-/* Largest listing buffer kept between calls (bytes). */
-#define TGT_LIST_BUF_KEEP (64u << 20)
 
 /* What bdev_aio_create was given (driver_specific.aio, save_config). */
 struct tgt_aio {
@@ -71,7 +69,6 @@ struct tgt {
 	json_t *io_types_lvol, *io_types_lvol_ro, *io_types_malloc, *io_types_aio, *io_types_other;
 	/* The same pieces pre-encoded (compact JSON text), for the fast writers. */
 	struct get_bdevs_wait *waits; /* bdev_get_bdevs calls waiting (timeout_ms) */
-	struct json_buf list_buf; /* reused by the big listings (capacity kept) */
 	char *rate_limits_s;
 	char *io_types_lvol_s, *io_types_lvol_ro_s, *io_types_malloc_s, *io_types_aio_s, *io_types_other_s;
 	size_t rate_limits_n; /* their lengths */

@@ -414,35 +414,29 @@ static void m_get_lvols(struct rpc_request *req, json_t *params, void *ctx)
 		}
 	}
 	{
-		struct tgt *t = ctx;
-		struct json_buf b = t->list_buf; /* kept between calls: no page faults */
+		/* written straight into the reply stream: no copy */
+		struct json_buf *b = rpc_request_reply_raw_begin(req);
 		bool first = true;
 		unsigned n = 0;
 		struct lvol_store *s;
 		uint64_t t0 = clock_mono_us();
+		size_t len0 = b->len;
 
-		json_buf_reset(&b);
-
+		(void)ctx;
 		for (s = lvol_store_first(); s; s = lvol_store_next(s))
 			n += lvol_store_lvol_count(s);
-		rc = json_buf_reserve(&b, (size_t)n * 320 + 2);
-		rc |= json_buf_append(&b, "[", 1);
+		rc = json_buf_reserve(b, (size_t)n * 320 + 2);
+		rc |= TGT_PUT(b, "[");
 		if (lvs) {
-			rc |= append_lvols(&b, lvs, &first);
+			rc |= append_lvols(b, lvs, &first);
 		} else {
 			for (lvs = lvol_store_first(); !rc && lvs; lvs = lvol_store_next(lvs))
-				rc |= append_lvols(&b, lvs, &first);
+				rc |= append_lvols(b, lvs, &first);
 		}
-		rc |= json_buf_append(&b, "]", 1);
-		LOG_DEBUG(TGT_LOG, "bdev_lvol_get_lvols lvols=%u bytes=%zu us=%llu", n, b.len,
+		rc |= TGT_PUT(b, "]");
+		LOG_DEBUG(TGT_LOG, "bdev_lvol_get_lvols lvols=%u bytes=%zu us=%llu", n, b->len - len0,
 			  (unsigned long long)(clock_mono_us() - t0));
-		if (rc)
-			rpc_request_errno(req, -ENOMEM);
-		else
-			rpc_request_reply_raw(req, b.data, b.len);
-		if (b.cap > TGT_LIST_BUF_KEEP)
-			json_buf_free(&b);
-		t->list_buf = b;
+		rpc_request_reply_raw_end(req, rc ? -ENOMEM : 0);
 	}
 out:
 	rpc_params_free(get_lvols_spec, COMMON_ARRAY_SIZE(get_lvols_spec), &p);
