@@ -1,9 +1,11 @@
 /*
- * wait.c: `--wait[=SECONDS]`. Polls the DB (PRAGMA data_version first, so an
- * idle poll costs no row read) until the lvol/snapshot reaches the wanted
- * state, shows progress on stderr (state changes, reasons, zeroing progress
- * for resizes), and maps the outcome to an exit code: 0 reached, 1 FAILED
- * (with the reason), 3 timed out (the operation goes on).
+ * wait.c: `--wait[=SECONDS]`. Follows the lvol/snapshot until it reaches the
+ * wanted state: re-reads the row when the store says another connection wrote
+ * (db_data_wait: PostgreSQL blocks until the data NOTIFY arrives, SQLite polls
+ * PRAGMA data_version every few ms, so an idle wait reads no row), and at
+ * least once a second. Shows progress on stderr (state changes, reasons,
+ * zeroing progress for resizes), and maps the outcome to an exit code: 0
+ * reached, 1 FAILED (with the reason), 3 timed out (the operation goes on).
  */
 #include "diskctl.h"
 
@@ -13,19 +15,28 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
-/* Poll interval: fast at first (the agent usually answers in milliseconds),
- * then slower for long operations. */
-static void poll_sleep(uint64_t elapsed_ms)
+#define REREAD_MS 1000 /* re-read the row at least this often, whatever the store says */
+
+/* Waits for the next write of another connection (or REREAD_MS, or the
+ * deadline). *reread: the row must be read now. */
+static int wait_next(struct ctl *ctl, uint64_t start, int seconds, uint64_t last_read,
+		     uint64_t *dv, bool *reread)
 {
-	struct timespec ts = { 0, 1000000 };
+	uint64_t now = clock_mono_ms(), deadline = start + (uint64_t)seconds * 1000;
+	uint64_t next = last_read + REREAD_MS, until = next < deadline ? next : deadline;
+	int rc;
 
-	if (elapsed_ms > 1000)
-		ts.tv_nsec = 20000000;
-	else if (elapsed_ms > 100)
-		ts.tv_nsec = 5000000;
-	nanosleep(&ts, NULL);
+	*reread = false;
+	if (now >= until) {
+		*reread = now >= next;
+		return 0;
+	}
+	rc = db_data_wait(ctl->db, *dv, (int)(until - now), dv);
+	if (rc < 0)
+		return rc;
+	*reread = rc == 1 || clock_mono_ms() >= next;
+	return 0;
 }
 
 struct seen {
@@ -67,21 +78,18 @@ static void show_lvol(const struct db_lvol *l, struct seen *s)
 int ctl_wait_lvol(struct ctl *ctl, int64_t id, enum db_lvol_state want, int seconds)
 {
 	struct seen seen = { .state = -1, .zero_pct = -1 };
-	uint64_t start = clock_mono_ms(), dv = 0, last_dv = 0;
-	bool first = true;
+	uint64_t start = clock_mono_ms(), dv = 0, last_read;
+	bool reread = true;
 	int rc;
 
+	rc = db_data_version(ctl->db, &dv);
+	if (rc < 0)
+		return ctl_db_err(ctl, rc, "wait");
 	for (;;) {
-		uint64_t elapsed = clock_mono_ms() - start;
-
-		rc = db_data_version(ctl->db, &dv);
-		if (rc < 0)
-			return ctl_db_err(ctl, rc, "wait");
-		if (first || dv != last_dv || elapsed % 1000 < 25) {
+		if (reread) {
 			struct db_lvol l;
 
-			last_dv = dv;
-			first = false;
+			last_read = clock_mono_ms();
 			rc = db_lvol_get(ctl->db, id, &l);
 			if (rc < 0)
 				return ctl_db_err(ctl, rc, "wait");
@@ -104,9 +112,11 @@ int ctl_wait_lvol(struct ctl *ctl, int64_t id, enum db_lvol_state want, int seco
 			}
 			db_lvol_clear(&l);
 		}
-		if (elapsed >= (uint64_t)seconds * 1000)
+		if (clock_mono_ms() - start >= (uint64_t)seconds * 1000)
 			break;
-		poll_sleep(elapsed);
+		rc = wait_next(ctl, start, seconds, last_read, &dv, &reread);
+		if (rc < 0)
+			return ctl_db_err(ctl, rc, "wait");
 	}
 	return ctl_err(EXIT_TIMEOUT,
 		       "timed out after %d s waiting for lvol %" PRId64 " to become %s; the operation goes on",
@@ -115,23 +125,20 @@ int ctl_wait_lvol(struct ctl *ctl, int64_t id, enum db_lvol_state want, int seco
 
 int ctl_wait_snapshot(struct ctl *ctl, int64_t id, enum db_snapshot_state want, int seconds)
 {
-	uint64_t start = clock_mono_ms(), dv = 0, last_dv = 0;
+	uint64_t start = clock_mono_ms(), dv = 0, last_read;
 	char last_reason[DB_REASON_MAX] = "";
 	int last_state = -1;
-	bool first = true;
+	bool reread = true;
 	int rc;
 
+	rc = db_data_version(ctl->db, &dv);
+	if (rc < 0)
+		return ctl_db_err(ctl, rc, "wait");
 	for (;;) {
-		uint64_t elapsed = clock_mono_ms() - start;
-
-		rc = db_data_version(ctl->db, &dv);
-		if (rc < 0)
-			return ctl_db_err(ctl, rc, "wait");
-		if (first || dv != last_dv || elapsed % 1000 < 25) {
+		if (reread) {
 			struct db_snapshot s;
 
-			last_dv = dv;
-			first = false;
+			last_read = clock_mono_ms();
 			rc = db_snapshot_get(ctl->db, id, &s);
 			if (rc < 0)
 				return ctl_db_err(ctl, rc, "wait");
@@ -151,9 +158,11 @@ int ctl_wait_snapshot(struct ctl *ctl, int64_t id, enum db_snapshot_state want, 
 				return ctl_err(EXIT_ERR, "snapshot %" PRId64 " FAILED: %s", id,
 					       s.reason[0] ? s.reason : "no reason recorded");
 		}
-		if (elapsed >= (uint64_t)seconds * 1000)
+		if (clock_mono_ms() - start >= (uint64_t)seconds * 1000)
 			break;
-		poll_sleep(elapsed);
+		rc = wait_next(ctl, start, seconds, last_read, &dv, &reread);
+		if (rc < 0)
+			return ctl_db_err(ctl, rc, "wait");
 	}
 	return ctl_err(EXIT_TIMEOUT,
 		       "timed out after %d s waiting for snapshot %" PRId64 " to become %s; the operation goes on",

@@ -3,8 +3,10 @@
  * DB handle, waits for its node row, connects to the node's target on its
  * own JSON-RPC connection and then runs its tick every tick_ms, or at once
  * when the DB's change counter moves (db_change_wait: SQLite polls it every
- * few ms, PostgreSQL waits for NOTIFY). agent_stop() wakes every thread
- * through an eventfd; a thread finishes the step it is in.
+ * few ms, PostgreSQL waits for NOTIFY, filtered to changes on this node's
+ * rows of the loop's kind: a create wakes the provisioning loop only).
+ * agent_stop() wakes every thread through an eventfd; a thread finishes the
+ * step it is in.
  */
 #include "agent/agent_int.h"
 
@@ -95,6 +97,16 @@ static bool loop_sleep(struct agent_loop *l, uint64_t ms)
 	return !agent_stopping(l->agent);
 }
 
+/* The desired-state changes that wake this loop before its tick. */
+static unsigned loop_wake_kinds(const struct agent_loop *l)
+{
+	if (strcmp(l->name, "provision") == 0)
+		return DB_CHANGE_CREATE;
+	if (strcmp(l->name, "resize") == 0)
+		return DB_CHANGE_RESIZE;
+	return DB_CHANGE_DELETE;
+}
+
 /* Opens the DB and waits for the node row. 0, or -EINTR when stopping. */
 static int loop_setup(struct agent_loop *l)
 {
@@ -115,6 +127,9 @@ static int loop_setup(struct agent_loop *l)
 					return -EINTR;
 				continue;
 			}
+			/* Wake only for changes on this node's rows of this loop's
+			 * kind (PostgreSQL; SQLite wakes every loop). */
+			db_change_filter(l->db, o->node, loop_wake_kinds(l));
 		}
 		rc = db_node_get(l->db, o->node, &l->node);
 		if (rc == 0)

@@ -461,18 +461,21 @@ int db_data_version(struct db *db, uint64_t *out)
 	return db->ops->data_version(db, out);
 }
 
-int db_change_wait(struct db *db, uint64_t since, int timeout_ms, int wake_fd, uint64_t *now)
+/*
+ * The wait of backends without a blocking one: reads the version with get()
+ * every fast_ms for the first 100 ms of the call, then every slow_ms, until it differs
+ * from since (1), timeout_ms passed or wake_fd is readable (0). An error
+ * sleeps out the timeout first (callers' loops never spin).
+ */
+static int poll_wait(struct db *db, int (*get)(struct db *db, uint64_t *out), uint64_t since,
+		     int timeout_ms, int wake_fd, int fast_ms, int slow_ms, uint64_t *now)
 {
 	uint64_t start = clock_mono_ms();
 
-	if (timeout_ms < 0)
-		timeout_ms = 0;
-	if (db->ops->change_wait)
-		return db->ops->change_wait(db, since, timeout_ms, wake_fd, now);
 	for (;;) {
 		uint64_t v = 0, el;
 		struct pollfd pf = { .fd = wake_fd, .events = POLLIN };
-		int rc = db->ops->change_counter(db, &v), left;
+		int rc = get(db, &v), left, step;
 
 		el = clock_mono_ms() - start;
 		left = el >= (uint64_t)timeout_ms ? 0 : timeout_ms - (int)el;
@@ -487,9 +490,34 @@ int db_change_wait(struct db *db, uint64_t since, int timeout_ms, int wake_fd, u
 			return 1;
 		if (left <= 0)
 			return 0;
-		if (poll(&pf, wake_fd >= 0 ? 1 : 0, left < 5 ? left : 5) > 0)
+		step = el < 100 ? fast_ms : slow_ms;
+		if (poll(&pf, wake_fd >= 0 ? 1 : 0, left < step ? left : step) > 0)
 			return 0;
 	}
+}
+
+int db_change_wait(struct db *db, uint64_t since, int timeout_ms, int wake_fd, uint64_t *now)
+{
+	if (timeout_ms < 0)
+		timeout_ms = 0;
+	if (db->ops->change_wait)
+		return db->ops->change_wait(db, since, timeout_ms, wake_fd, now);
+	return poll_wait(db, db->ops->change_counter, since, timeout_ms, wake_fd, 5, 5, now);
+}
+
+int db_data_wait(struct db *db, uint64_t since, int timeout_ms, uint64_t *now)
+{
+	if (timeout_ms < 0)
+		timeout_ms = 0;
+	if (db->ops->data_wait)
+		return db->ops->data_wait(db, since, timeout_ms, now);
+	return poll_wait(db, db->ops->data_version, since, timeout_ms, -1, 1, 5, now);
+}
+
+void db_change_filter(struct db *db, const char *node, unsigned kinds)
+{
+	if (db->ops->change_filter)
+		db->ops->change_filter(db, node, kinds);
 }
 
 int db_changes_since(struct db *db, uint64_t since, uint64_t *now)

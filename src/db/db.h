@@ -220,6 +220,22 @@ void db_busy_timeout_set(struct db *db, int ms);
  * change; reading the counter only drains what the socket already holds).
  */
 int db_change_counter(struct db *db, uint64_t *out);
+/*
+ * Wake-up filter of this handle (agent loops): only desired-state changes of
+ * rows on `node` (NULL = any node) whose kind is in `kinds` (DB_CHANGE_*) move
+ * the counter as this handle sees it; changes that concern every node (node
+ * and disk registration) always do. PostgreSQL: the NOTIFY payload names the
+ * node and the kind, the rest are dropped unread, so a create on one node
+ * wakes only that node's provisioning loop. SQLite: ignored (one counter;
+ * every loop sees every change).
+ */
+enum db_change_kind {
+	DB_CHANGE_CREATE = 1, /* lvol, clone, snapshot created */
+	DB_CHANGE_RESIZE = 2,
+	DB_CHANGE_DELETE = 4, /* lvol, snapshot deleted */
+	DB_CHANGE_ALL = 7,
+};
+void db_change_filter(struct db *db, const char *node, unsigned kinds);
 /* 1 if the counter differs from `since` (new value in *now), 0 if not. */
 int db_changes_since(struct db *db, uint64_t since, uint64_t *now);
 /*
@@ -233,6 +249,14 @@ int db_change_wait(struct db *db, uint64_t since, int timeout_ms, int wake_fd, u
 /* Moves whenever ANY other connection commits anything (observed writes
  * included): a cheap "re-read now" hint for pollers such as diskctl --wait. */
 int db_data_version(struct db *db, uint64_t *out);
+/*
+ * Blocks until db_data_version() differs from `since` (1, new value in *now)
+ * or timeout_ms passed (0); -errno when the store is unreachable (after
+ * sleeping up to timeout_ms). PostgreSQL waits on the connection's socket for
+ * the data NOTIFY (a write is seen the moment it commits, no polling);
+ * SQLite polls data_version every 1 ms (5 ms after the first 100 ms of a call).
+ */
+int db_data_wait(struct db *db, uint64_t since, int timeout_ms, uint64_t *now);
 
 /* Validators used by every writer (and by diskctl before writing). */
 bool db_name_valid(const char *name);       /* node, disk, lvstore names */

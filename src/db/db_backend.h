@@ -66,6 +66,10 @@ struct db_ops {
 	 * counter differs from since, timeout_ms passes or wake_fd is readable. */
 	int (*change_wait)(struct db *db, uint64_t since, int timeout_ms, int wake_fd,
 			   uint64_t *now);
+	/* Optional (NULL: no filtering): see db_change_filter(). */
+	void (*change_filter)(struct db *db, const char *node, unsigned kinds);
+	/* Optional (NULL: db.c polls data_version): the same for data_version. */
+	int (*data_wait)(struct db *db, uint64_t since, int timeout_ms, uint64_t *now);
 };
 
 struct db {

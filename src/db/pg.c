@@ -256,22 +256,46 @@ void pg_rollback(struct db *db)
 		PQclear(PQexec(p->c, "ROLLBACK"));
 }
 
-/* Bumps the desired-state change counter inside the open transaction; its
- * trigger NOTIFYs the agents at commit. */
-static int bump_changes(struct db *db)
+/* The transaction-local setting diskengine.wake is what the change trigger
+ * appends to its NOTIFY payload: "<DB_CHANGE_* kinds> <node>" (node "" =
+ * every node). */
+static void wake_format(char *buf, size_t len, unsigned kinds, const char *node)
 {
+	snprintf(buf, len, "%u %s", kinds, node ? node : "");
+}
+
+/* Bumps the desired-state change counter inside the open transaction; its
+ * trigger NOTIFYs the agents at commit, saying which node and kind of
+ * change (agents of other nodes, and loops of other kinds, sleep on). */
+static int bump_changes(struct db *db, unsigned kinds, const char *node)
+{
+	char wake[DB_NAME_MAX + 16];
+	const char *v[1] = { wake };
+
+	wake_format(wake, sizeof(wake), kinds, node);
 	return pg_query(db, "change counter",
-			"UPDATE meta SET value = value + 1 WHERE key = 'changes'", 0, NULL, NULL);
+			"UPDATE meta SET value = value + 1 WHERE key = 'changes' AND "
+			"set_config('diskengine.wake', $1, true) IS NOT NULL", 1, v, NULL);
 }
 
 /* One statement in its own transaction with its own params; rows affected in
- * *changed (may be NULL). */
+ * *changed (may be NULL). An observed-state write is the statement alone (its
+ * implicit transaction: one round trip); a desired one also bumps the change
+ * counter (BEGIN, statement, bump, COMMIT). */
 static int exec_tx(struct db *db, const char *what, const char *sql, struct pp *pp, bool desired,
 		   int *changed)
 {
 	PGresult *r = NULL;
 	int rc;
 
+	if (!desired) {
+		if ((rc = pg_query(db, what, sql, pp->n, pp->v, &r)) < 0)
+			return rc;
+		if (changed)
+			*changed = atoi(PQcmdTuples(r));
+		PQclear(r);
+		return 0;
+	}
 	if ((rc = pg_begin(db)) < 0)
 		return rc;
 	if ((rc = pg_query(db, what, sql, pp->n, pp->v, &r)) < 0)
@@ -279,7 +303,7 @@ static int exec_tx(struct db *db, const char *what, const char *sql, struct pp *
 	if (changed)
 		*changed = atoi(PQcmdTuples(r));
 	PQclear(r);
-	if (desired && (rc = bump_changes(db)) < 0)
+	if (desired && (rc = bump_changes(db, DB_CHANGE_ALL, NULL)) < 0)
 		goto out;
 	return pg_commit(db);
 out:
@@ -356,6 +380,31 @@ static void pg_busy_timeout_set(struct db *db, int ms)
 
 /* ------------------------------------------------------------ wake-ups */
 
+/* Does a change notification's " <kinds> <node>" (after the counter) pass
+ * this handle's filter? No details (a writer of schema 2): yes. */
+static bool change_wanted(const struct pg *p, const char *rest)
+{
+	unsigned long kinds;
+	char *node = NULL;
+
+	if (!p->want_kinds || !rest || *rest != ' ')
+		return true;
+	kinds = strtoul(rest + 1, &node, 10);
+	if (!(kinds & p->want_kinds))
+		return false;
+	if (node && *node == ' ')
+		node++;
+	return !p->want_node[0] || !node || !*node || !strcmp(node, p->want_node);
+}
+
+static void pg_change_filter(struct db *db, const char *node, unsigned kinds)
+{
+	struct pg *p = PG(db);
+
+	db_strlcpy(p->want_node, node ? node : "", sizeof(p->want_node));
+	p->want_kinds = kinds & DB_CHANGE_ALL;
+}
+
 /* Takes notifications libpq already has (and whatever the socket holds,
  * without blocking). -EAGAIN when the connection broke. */
 static int drain(struct db *db)
@@ -370,9 +419,10 @@ static int drain(struct db *db)
 	}
 	while ((n = PQnotifies(p->c)) != NULL) {
 		if (!strcmp(n->relname, PG_CHANNEL_CHANGES)) {
-			uint64_t v = strtoull(n->extra, NULL, 10);
+			char *rest = NULL;
+			uint64_t v = strtoull(n->extra, &rest, 10);
 
-			if (v > p->counter)
+			if (v > p->counter && change_wanted(p, rest))
 				p->counter = v;
 		} else {
 			p->data_version++;
@@ -444,8 +494,10 @@ static bool fd_sleep(int wake_fd, int ms)
 	return poll(&pf, 1, ms) > 0;
 }
 
-static int pg_change_wait(struct db *db, uint64_t since, int timeout_ms, int wake_fd,
-			  uint64_t *now)
+/* Blocks on the libpq socket until get() (which drains what arrived) moves
+ * off since, the timeout passes or wake_fd is readable. */
+static int socket_wait(struct db *db, int (*get)(struct db *db, uint64_t *out), uint64_t since,
+		       int timeout_ms, int wake_fd, uint64_t *now)
 {
 	struct pg *p = PG(db);
 	uint64_t start = clock_mono_ms(), v = 0;
@@ -456,7 +508,7 @@ static int pg_change_wait(struct db *db, uint64_t since, int timeout_ms, int wak
 		int left = el >= (uint64_t)timeout_ms ? 0 : timeout_ms - (int)el;
 		struct pollfd pf[2];
 
-		rc = pg_change_counter(db, &v);
+		rc = get(db, &v);
 		if (rc < 0) {
 			/* server away: don't spin; the caller retries later */
 			fd_sleep(wake_fd, COMMON_MIN(left, PG_BACKOFF_MAX_MS));
@@ -475,6 +527,17 @@ static int pg_change_wait(struct db *db, uint64_t since, int timeout_ms, int wak
 		if (wake_fd >= 0 && (pf[1].revents & POLLIN))
 			return 0;
 	}
+}
+
+static int pg_change_wait(struct db *db, uint64_t since, int timeout_ms, int wake_fd,
+			  uint64_t *now)
+{
+	return socket_wait(db, pg_change_counter, since, timeout_ms, wake_fd, now);
+}
+
+static int pg_data_wait(struct db *db, uint64_t since, int timeout_ms, uint64_t *now)
+{
+	return socket_wait(db, pg_data_version, since, timeout_ms, -1, now);
 }
 
 /* --------------------------------------------------------------- nodes */
@@ -502,7 +565,7 @@ static int pg_node_add(struct db *db, const char *name, const char *rpc_socket,
 	if (id_out)
 		*id_out = gi(r, 0, 0);
 	PQclear(r);
-	if ((rc = bump_changes(db)) < 0)
+	if ((rc = bump_changes(db, DB_CHANGE_ALL, NULL)) < 0)
 		goto out;
 	return pg_commit(db);
 out:
@@ -666,7 +729,7 @@ static int pg_disk_add(struct db *db, const struct db_disk *spec, int64_t *id_ou
 	if ((rc = pg_begin(db)) < 0)
 		return rc;
 	/* serializes with other desired writers (meta row lock) */
-	if ((rc = bump_changes(db)) < 0)
+	if ((rc = bump_changes(db, DB_CHANGE_ALL, NULL)) < 0)
 		goto out;
 	if ((rc = pg_node_get(db, spec->node, 0, &node)) < 0)
 		goto out;
@@ -1101,9 +1164,9 @@ static int pg_snapshot_list(struct db *db, const struct db_snapshot_filter *f, i
 
 static int pg_lvol_create(struct db *db, const struct db_lvol_spec *spec, int64_t *id_out)
 {
-	struct pp pp = { .n = 0 }, q = { .n = 0 };
+	struct pp pp = { .n = 0 };
 	struct db_disk disk;
-	struct db_node node;
+	char wake[DB_NAME_MAX + 16];
 	uint64_t size = spec->size;
 	bool thin = spec->thin;
 	char *hosts = NULL;
@@ -1153,8 +1216,6 @@ static int pg_lvol_create(struct db *db, const struct db_lvol_spec *spec, int64_
 		if (!thin && (rc = check_space(db, &disk, size)) < 0)
 			goto out;
 	}
-	if ((rc = pg_node_get(db, NULL, disk.node_id, &node)) < 0)
-		goto out;
 	pp_i(&pp, disk.id);
 	pp_u(&pp, size);
 	pp_i(&pp, thin);
@@ -1164,23 +1225,30 @@ static int pg_lvol_create(struct db *db, const struct db_lvol_spec *spec, int64_
 	else
 		pp_s(&pp, NULL);
 	pp_i(&pp, clock_wall_ms());
+	pp_i(&pp, disk.node_id);
+	wake_format(wake, sizeof(wake), DB_CHANGE_CREATE, disk.node);
+	pp_s(&pp, wake);
+	/* One statement (one round trip): the id drawn first so the NQN
+	 * (node prefix + id) is written with the row, and the change counter
+	 * bumped (its trigger NOTIFYs the disk's node at commit). */
 	rc = pg_query(db, "create lvol",
-		      "INSERT INTO lvols (disk_id, size, thin, state, hosts, clone_of, created_at, "
-		      "updated_at) VALUES ($1::bigint, $2::bigint, $3::int, 'CREATING', $4, "
-		      "$5::bigint, $6::bigint, $6::bigint) RETURNING id", pp.n, pp.v, &r);
+		      "WITH i AS (SELECT nextval(pg_get_serial_sequence('lvols', 'id')) AS id), "
+		      "c AS (UPDATE meta SET value = value + 1 WHERE key = 'changes' AND "
+		      "set_config('diskengine.wake', $8, true) IS NOT NULL) "
+		      "INSERT INTO lvols (id, disk_id, size, thin, state, hosts, clone_of, nqn, "
+		      "created_at, updated_at) SELECT i.id, $1::bigint, $2::bigint, $3::int, "
+		      "'CREATING', $4, $5::bigint, n.nqn_prefix || ':lvol-' || i.id, $6::bigint, "
+		      "$6::bigint FROM i JOIN nodes n ON n.id = $7::bigint RETURNING id",
+		      pp.n, pp.v, &r);
 	if (rc < 0)
 		goto out;
+	if (PQntuples(r) != 1) {
+		PQclear(r);
+		rc = db_fail(db, -ENOENT, "no node with id %lld", (long long)disk.node_id);
+		goto out;
+	}
 	id = gi(r, 0, 0);
 	PQclear(r);
-	pp_i(&q, id);
-	pp_s(&q, node.nqn_prefix);
-	rc = pg_query(db, "create lvol",
-		      "UPDATE lvols SET nqn = $2 || ':lvol-' || id WHERE id = $1::bigint", q.n, q.v,
-		      NULL);
-	if (rc < 0)
-		goto out;
-	if ((rc = bump_changes(db)) < 0)
-		goto out;
 	if ((rc = pg_commit(db)) == 0 && id_out)
 		*id_out = id;
 out:
@@ -1189,9 +1257,10 @@ out:
 	return rc;
 }
 
-static int lvol_desired_update(struct db *db, int64_t id, const char *sql, uint64_t size,
-			       bool with_size)
+static int lvol_desired_update(struct db *db, const struct db_lvol *l, unsigned kind,
+			       const char *sql, uint64_t size, bool with_size)
 {
+	int64_t id = l->id;
 	struct pp pp = { .n = 0 };
 	int rc;
 
@@ -1201,7 +1270,7 @@ static int lvol_desired_update(struct db *db, int64_t id, const char *sql, uint6
 		pp_u(&pp, size);
 	if ((rc = pg_query(db, "update lvol", sql, pp.n, pp.v, NULL)) < 0)
 		return rc;
-	return bump_changes(db);
+	return bump_changes(db, kind, l->node);
 }
 
 static int pg_lvol_resize(struct db *db, int64_t id, uint64_t new_size, bool allow_shrink)
@@ -1244,7 +1313,7 @@ static int pg_lvol_resize(struct db *db, int64_t id, uint64_t new_size, bool all
 		if (want > have && (rc = check_space(db, &disk, want - have)) < 0)
 			goto out;
 	}
-	rc = lvol_desired_update(db, id,
+	rc = lvol_desired_update(db, &l, DB_CHANGE_RESIZE,
 				 "UPDATE lvols SET size = $3::bigint, state = 'RESIZING', reason = '', "
 				 "generation = generation + 1, updated_at = $2::bigint WHERE id = $1::bigint",
 				 new_size, true);
@@ -1275,7 +1344,7 @@ static int pg_lvol_delete(struct db *db, int64_t id)
 		rc = 0;
 		goto out;
 	}
-	rc = lvol_desired_update(db, id,
+	rc = lvol_desired_update(db, &l, DB_CHANGE_DELETE,
 				 "UPDATE lvols SET state = 'DELETING', reason = '', "
 				 "generation = generation + 1, updated_at = $2::bigint WHERE id = $1::bigint",
 				 0, false);
@@ -1515,7 +1584,7 @@ static int pg_snapshot_create(struct db *db, int64_t lvol_id, int64_t *id_out)
 	if (id_out)
 		*id_out = gi(r, 0, 0);
 	PQclear(r);
-	if ((rc = bump_changes(db)) < 0)
+	if ((rc = bump_changes(db, DB_CHANGE_CREATE, l.node)) < 0)
 		goto out;
 	db_lvol_clear(&l);
 	return pg_commit(db);
@@ -1562,7 +1631,7 @@ static int pg_snapshot_delete(struct db *db, int64_t id)
 		      pp.n, pp.v, NULL);
 	if (rc < 0)
 		goto out;
-	if ((rc = bump_changes(db)) < 0)
+	if ((rc = bump_changes(db, DB_CHANGE_DELETE, snaps[0].node)) < 0)
 		goto out;
 	mem_free(snaps);
 	return pg_commit(db);
@@ -1670,6 +1739,8 @@ static const struct db_ops pg_ops = {
 	.change_counter = pg_change_counter,
 	.data_version = pg_data_version,
 	.change_wait = pg_change_wait,
+	.change_filter = pg_change_filter,
+	.data_wait = pg_data_wait,
 	.node_add = pg_node_add,
 	.node_get = pg_node_get,
 	.node_list = pg_node_list,

@@ -27,6 +27,8 @@ struct pg {
 	int backoff_ms;         /* reconnect backoff (0 = connected) */
 	uint64_t next_try_ms;   /* monotonic time of the next reconnect attempt */
 	bool down_logged;
+	char want_node[DB_NAME_MAX]; /* change filter: this node's rows only ("" = any) */
+	unsigned want_kinds;    /* change filter: DB_CHANGE_* (0 = not set: all) */
 };
 
 /* Runs sql with n text parameters (NULL = SQL NULL). With res, the result is

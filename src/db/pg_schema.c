@@ -1,7 +1,8 @@
 /*
  * pg_schema.c: the PostgreSQL schema as numbered migrations (the same
  * versions as sqlite_schema.c: 1 tables, 2 indexes; PostgreSQL's version 2
- * also installs the NOTIFY triggers) and the code that applies the missing
+ * also installs the NOTIFY triggers, its version 3 names node and kind in the
+ * change NOTIFY) and the code that applies the missing
  * ones under an advisory lock, so concurrent first opens of many agents and
  * diskctl processes migrate exactly once. Append, never edit an applied one.
  */
@@ -109,6 +110,14 @@ static const char *const migrations[] = {
 	" FOR EACH STATEMENT EXECUTE FUNCTION diskengine_notify_data();"
 	"CREATE TRIGGER snapshots_data_notify AFTER INSERT OR UPDATE ON snapshots"
 	" FOR EACH STATEMENT EXECUTE FUNCTION diskengine_notify_data();",
+
+	/* 3: the change NOTIFY names what changed: "<counter> <kinds> <node>"
+	 * from the writer's transaction-local diskengine.wake (DB_CHANGE_* kinds,
+	 * node "" = every node), so only the agent loop concerned wakes. */
+	"CREATE OR REPLACE FUNCTION diskengine_notify_changes() RETURNS trigger LANGUAGE plpgsql AS $$"
+	" BEGIN PERFORM pg_notify('" PG_CHANNEL_CHANGES "', NEW.value::text ||"
+	" COALESCE(' ' || NULLIF(current_setting('diskengine.wake', true), ''), ''));"
+	" RETURN NULL; END $$;",
 };
 
 int pg_schema_latest(void)

@@ -88,6 +88,11 @@ static const char *const migrations[] = {
 	"CREATE INDEX snapshots_by_lvol ON snapshots (lvol_id);"
 	"CREATE UNIQUE INDEX events_open ON events (kind, object) WHERE resolved_at = 0;"
 	"CREATE INDEX events_by_last_seen ON events (last_seen);",
+
+	/* 3: PostgreSQL's wake-up payload (node and kind of a change); nothing
+	 * to change here (SQLite agents poll one counter). Kept so both backends
+	 * number their schema the same. */
+	"SELECT 1;",
 };
 
 int sq_schema_latest(void)

@@ -18,4 +18,4 @@ def test_db_pg_unit(pg_cluster):
     p = subprocess.run([exe], env=env, capture_output=True, text=True, timeout=120)
     out = p.stdout + p.stderr
     assert p.returncode == 0, out
-    assert "SKIPPED" not in out and "PASSED  ] 6 test(s)" in out, out
+    assert "SKIPPED" not in out and "PASSED  ] 8 test(s)" in out, out

@@ -94,7 +94,7 @@ static void test_open_fresh_and_reopen(void **state)
 	int v = 0;
 
 	assert_int_equal(db_schema_version(f->db, &v), 0);
-	assert_int_equal(v, 2);
+	assert_int_equal(v, 3);
 	assert_int_equal(stat(f->path, &sb), 0);
 	assert_int_equal(sb.st_mode & 0777, 0600);
 	add_node_disk(f->db);
@@ -104,7 +104,7 @@ static void test_open_fresh_and_reopen(void **state)
 	db_close(f->db);
 	assert_int_equal(db_open(f->path, &f->db), 0);
 	assert_int_equal(db_schema_version(f->db, &v), 0);
-	assert_int_equal(v, 2);
+	assert_int_equal(v, 3);
 	struct db_node n;
 	assert_int_equal(db_node_get(f->db, "n1", &n), 0);
 	assert_string_equal(n.rpc_socket, "/tmp/n1.sock");
@@ -224,7 +224,7 @@ static void test_migrate_from_v1(void **state)
 				      "DROP INDEX lvols_by_state; DROP INDEX lvols_by_disk;"
 				      "DROP INDEX snapshots_by_state; DROP INDEX snapshots_by_lvol;"
 				      "DROP INDEX events_open; DROP INDEX events_by_last_seen;"
-				      "DELETE FROM schema_migrations WHERE version = 2", 0, 0, 0),
+				      "DELETE FROM schema_migrations WHERE version >= 2", 0, 0, 0),
 			 SQLITE_OK);
 	sqlite3_close(h);
 	db_close(f->db);
@@ -232,7 +232,7 @@ static void test_migrate_from_v1(void **state)
 	assert_int_equal(db_open_existing(f->path, &db), -EPROTO);
 	assert_int_equal(db_open(f->path, &f->db), 0);
 	assert_int_equal(db_schema_version(f->db, &v), 0);
-	assert_int_equal(v, 2);
+	assert_int_equal(v, 3);
 	/* The dedup index is back: two open events with one (kind, object) cannot exist. */
 	assert_int_equal(db_event_raise(f->db, NULL, "k", "o", "x"), 0);
 	assert_int_equal(sqlite3_open(f->path, &h), SQLITE_OK);
@@ -254,7 +254,7 @@ static void *open_fresh(void *arg)
 		int v = 0;
 
 		rc = db_schema_version(db, &v);
-		if (rc == 0 && v != 2)
+		if (rc == 0 && v != 3)
 			rc = -EPROTO;
 		db_close(db);
 	}
@@ -1026,6 +1026,31 @@ static void test_change_counter(void **state)
 	db_close(other);
 }
 
+/* db_data_wait: returns 1 as soon as another connection commits anything
+ * (an observed write too), 0 after the timeout when nothing was written. */
+static void test_data_wait(void **state)
+{
+	struct fx *f = *state;
+	struct db *other = NULL;
+	struct db_node n;
+	uint64_t d0 = 0, now = 0, t;
+
+	assert_int_equal(db_open(f->path, &other), 0);
+	add_node_disk(f->db);
+	assert_int_equal(db_data_version(other, &d0), 0);
+	t = clock_mono_ms();
+	assert_int_equal(db_data_wait(other, d0, 200, &now), 0);
+	assert_true(clock_mono_ms() - t >= 190);
+	assert_int_equal(now, d0);
+	assert_int_equal(db_node_get(f->db, "n1", &n), 0);
+	assert_int_equal(db_node_heartbeat(f->db, n.id), 0);
+	t = clock_mono_ms();
+	assert_int_equal(db_data_wait(other, d0, 5000, &now), 1);
+	assert_true(clock_mono_ms() - t < 1000);
+	assert_int_not_equal(now, d0);
+	db_close(other);
+}
+
 /* A long-lived reader (an agent loop polling with cached statements) must
  * not pin a read transaction: otherwise checkpoints cannot restart the WAL
  * and it grows without bound while another handle writes. */
@@ -1244,6 +1269,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_snapshots_and_clones, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_events_dedup, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_change_counter, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_data_wait, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cached_reader_does_not_pin_wal, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_busy_timeout_error, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_busy_retried, setup, teardown),

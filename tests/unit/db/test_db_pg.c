@@ -188,7 +188,12 @@ static void test_operations(void **state)
 	assert_int_equal(l.host_count, 2);
 	assert_string_equal(l.hosts[1], hosts[1]);
 	assert_string_equal(l.node, "a");
-	assert_non_null(strstr(l.nqn, ":lvol-"));
+	{
+		char want[DB_NQN_MAX];
+
+		snprintf(want, sizeof(want), "%s:lvol-%lld", DB_NQN_PREFIX_DEFAULT, (long long)id);
+		assert_string_equal(l.nqn, want); /* written with the row, from the node's prefix */
+	}
 	assert_int_equal(l.generation, 1);
 	db_lvol_clear(&l);
 	s.size = 200 * MiB;
@@ -326,6 +331,75 @@ static void test_change_wait_notify(void **state)
 	db_close(other);
 }
 
+/* db_change_filter: a handle filtered to node "b" and creates sleeps through
+ * a create on node "a" and a resize on "b"; a create on "b" and a disk
+ * registration (every node) wake it. Unfiltered handles see every change. */
+static void test_change_filter(void **state)
+{
+	struct fx *f = *state;
+	struct db *other = NULL, *all = NULL;
+	struct db_lvol_spec sa = { .disk = "a-d0", .size = MiB, .thin = true };
+	struct db_lvol_spec sb = { .disk = "b-d0", .size = MiB, .thin = true };
+	struct db_disk d = { .listen_count = 1 };
+	uint64_t c0 = 0, a0 = 0, now = 0;
+	int64_t id = 0;
+
+	NEED_PG(f);
+	assert_int_equal(db_open(f->url, &other), 0);
+	assert_int_equal(db_open(f->url, &all), 0);
+	add_node_disks(other, "a", 1, 100 * MiB);
+	add_node_disks(other, "b", 1, 100 * MiB);
+	assert_int_equal(db_lvol_create(other, &sb, &id), 0);
+	assert_int_equal(db_lvol_set_state(other, id, 0, DB_LVOL_READY, NULL), 0);
+	db_change_filter(f->db, "b", DB_CHANGE_CREATE);
+	assert_int_equal(db_change_counter(f->db, &c0), 0);
+	assert_int_equal(db_change_counter(all, &a0), 0);
+	assert_int_equal(db_lvol_create(other, &sa, NULL), 0);
+	assert_int_equal(db_lvol_resize(other, id, 2 * MiB, false), 0);
+	assert_int_equal(db_change_wait(f->db, c0, 300, -1, &now), 0);
+	assert_int_equal(now, c0);
+	assert_int_equal(db_change_wait(all, a0, 5000, -1, &now), 1);
+	assert_int_equal(db_lvol_create(other, &sb, NULL), 0);
+	assert_int_equal(db_change_wait(f->db, c0, 5000, -1, &now), 1);
+	c0 = now;
+	snprintf(d.name, sizeof(d.name), "a-d9");
+	snprintf(d.node, sizeof(d.node), "a");
+	snprintf(d.path, sizeof(d.path), "/tmp/a-d9.img");
+	snprintf(d.listen[0].traddr, sizeof(d.listen[0].traddr), "127.0.0.1");
+	d.listen[0].port = 4499;
+	assert_int_equal(db_disk_add(other, &d, NULL), 0);
+	assert_int_equal(db_change_wait(f->db, c0, 5000, -1, &now), 1);
+	db_close(all);
+	db_close(other);
+}
+
+/* db_data_wait: blocks on the socket until another connection writes
+ * anything (an observed write included), not only desired-state changes. */
+static void test_data_wait_notify(void **state)
+{
+	struct fx *f = *state;
+	struct db *other = NULL;
+	struct db_lvol_spec s = { .disk = "a-d0", .size = MiB, .thin = true };
+	uint64_t d0 = 0, now = 0, t;
+	int64_t id = 0;
+
+	NEED_PG(f);
+	assert_int_equal(db_open(f->url, &other), 0);
+	add_node_disks(other, "a", 1, 100 * MiB);
+	assert_int_equal(db_lvol_create(other, &s, &id), 0);
+	assert_int_equal(db_data_version(f->db, &d0), 0);
+	t = clock_mono_ms();
+	assert_int_equal(db_data_wait(f->db, d0, 300, &now), 0);
+	assert_true(clock_mono_ms() - t >= 250);
+	assert_int_equal(now, d0);
+	assert_int_equal(db_lvol_set_state(other, id, 0, DB_LVOL_READY, NULL), 0);
+	t = clock_mono_ms();
+	assert_int_equal(db_data_wait(f->db, d0, 5000, &now), 1);
+	assert_true(clock_mono_ms() - t < 1000);
+	assert_true(now != d0);
+	db_close(other);
+}
+
 /* The server kills our session (as a restart would): the next call fails
  * with -EAGAIN and nothing else; a later call reconnects and works, and the
  * change counter is re-read (a change made meanwhile is not missed). */
@@ -373,6 +447,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_operations, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_placement_race, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_change_wait_notify, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_data_wait_notify, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_change_filter, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reconnect_after_kill, setup, teardown),
 	};
 
