@@ -1,6 +1,7 @@
 /*
  * bench_blob.c: lvol/blobstore benchmark on a file (aio bdev): pipelined
- * lvol creates, resizes and deletes per second (each one durable: metadata
+ * lvol creates, resizes, snapshots (also sequential) and deletes per second
+ * (each one durable: metadata
  * written and flushed before its callback, bdev registered), load time of a
  * store holding N lvols (clean and dirty), and memory per lvol. Prints
  * SPDK's figures beside ours (shared/spec/spdk-rpc.md).
@@ -228,6 +229,85 @@ int main(int argc, char **argv)
 	drain(&p, 1);
 	double tr = secs(t0);
 	printf("resizes:  %8.0f /s  (%u in %.2f s)\n", count / tr, count, tr);
+
+	/* snapshots: sequential (each waited for) and `depth` in flight, of
+	 * extra thin lvols; afterwards those and their snapshots are deleted
+	 * (not timed) so the rest of the bench sees `count` lvols */
+	{
+		const unsigned nseq = count / 20 ? count / 20 : 1, npipe = count / 5 ? count / 5 : 1;
+		const unsigned nsn = nseq + npipe;
+		struct pipe_state cp = {0};
+		struct lvol **orig = malloc(sizeof(*orig) * nsn);
+		if (!orig)
+			return 1;
+		for (unsigned i = 0; i < nsn; i++) {
+			snprintf(name, sizeof(name), "s%u", i);
+			if (lvol_create(lvs, name, 4 * cluster, true, LVOL_CLEAR_DEFAULT, lvol_done, &cp) != 0)
+				return 1;
+			cp.inflight++;
+			drain(&cp, depth);
+		}
+		drain(&cp, 1);
+		for (unsigned i = 0; i < nsn; i++) {
+			char full[48];
+			snprintf(full, sizeof(full), "bench/s%u", i);
+			if (!(orig[i] = lvol_find(full)))
+				return 1;
+		}
+		memset(&cp, 0, sizeof(cp));
+		t0 = clock_mono_us();
+		double cs0 = cpu_s();
+		for (unsigned i = 0; i < nseq; i++) {
+			snprintf(name, sizeof(name), "S%u", i);
+			if (lvol_snapshot(orig[i], name, lvol_done, &cp) != 0)
+				return 1;
+			cp.inflight++;
+			drain(&cp, 1);
+		}
+		double tss = secs(t0), css = cpu_s() - cs0;
+		t0 = clock_mono_us();
+		cs0 = cpu_s();
+		for (unsigned i = nseq; i < nsn; i++) {
+			snprintf(name, sizeof(name), "S%u", i);
+			if (lvol_snapshot(orig[i], name, lvol_done, &cp) != 0)
+				return 1;
+			cp.inflight++;
+			drain(&cp, depth);
+		}
+		drain(&cp, 1);
+		double tsp = secs(t0), csp = cpu_s() - cs0;
+		if (cp.failed) {
+			fprintf(stderr, "snapshots failed: %u (%s)\n", cp.failed, common_strerror(cp.first_err));
+			return 1;
+		}
+		printf("snapshots: %7.0f /s sequential (%u, %.0f us CPU each), %.0f /s %u in flight (%u, %.0f us CPU each)"
+		       "   SPDK 124.8 /s sequential\n", nseq / tss, nseq, css * 1e6 / nseq, npipe / tsp, depth, npipe,
+		       csp * 1e6 / npipe);
+		/* clean up: the origins (now clones) first, then their snapshots */
+		memset(&cp, 0, sizeof(cp));
+		for (unsigned i = 0; i < nsn; i++) {
+			if (lvol_delete(orig[i], op_done, &cp) != 0)
+				return 1;
+			cp.inflight++;
+			drain(&cp, depth);
+		}
+		drain(&cp, 1);
+		for (unsigned i = 0; i < nsn; i++) {
+			char full[48];
+			snprintf(full, sizeof(full), "bench/S%u", i);
+			struct lvol *sl = lvol_find(full);
+			if (!sl || lvol_delete(sl, op_done, &cp) != 0)
+				return 1;
+			cp.inflight++;
+			drain(&cp, depth);
+		}
+		drain(&cp, 1);
+		free(orig);
+		if (cp.failed) {
+			fprintf(stderr, "snapshot clean-up failed: %u (%s)\n", cp.failed, common_strerror(cp.first_err));
+			return 1;
+		}
+	}
 
 	/* thin allocation: first writes into a fresh thin lvol, 32 in flight */
 	{
