@@ -16,7 +16,8 @@ SHARED = os.path.join(os.path.dirname(ROOT), "shared")
 def build_dir():
     b = os.environ.get("DISKENGINE_BUILD")
     if b:
-        return b
+        # relative to the repository (tests chdir into temporary directories)
+        return b if os.path.isabs(b) else os.path.join(ROOT, b)
     for cand in ("build-asan", "build"):
         p = os.path.join(ROOT, cand)
         if os.path.isdir(p):
