@@ -110,6 +110,149 @@ nomem:
 	return -ENOMEM;
 }
 
+/* ------------------------------------------------- rules both backends keep */
+
+void db_listen_format(const struct db_disk *d, char *buf, size_t len)
+{
+	size_t i, off = 0;
+
+	buf[0] = '\0';
+	for (i = 0; i < d->listen_count && off < len; i++) {
+		const struct db_listen *l = &d->listen[i];
+		int n = l->ipv6 ? snprintf(buf + off, len - off, "%s[%s]:%u", i ? " " : "", l->traddr,
+					   l->port)
+				: snprintf(buf + off, len - off, "%s%s:%u", i ? " " : "", l->traddr,
+					   l->port);
+
+		if (n < 0)
+			break;
+		off += (size_t)n;
+	}
+}
+
+void db_listen_parse_all(const char *s, struct db_disk *d)
+{
+	char buf[DB_LISTEN_MAX * 64];
+	char *save = NULL, *tok;
+
+	d->listen_count = 0;
+	db_strlcpy(buf, s ? s : "", sizeof(buf));
+	for (tok = strtok_r(buf, " ", &save); tok && d->listen_count < DB_LISTEN_MAX;
+	     tok = strtok_r(NULL, " ", &save)) {
+		if (db_listen_parse(tok, &d->listen[d->listen_count]) == 0)
+			d->listen_count++;
+	}
+}
+
+int db_join_hosts(struct db *db, const char *const *hosts, size_t n, char **out)
+{
+	size_t i, len = 1;
+	char *s;
+
+	for (i = 0; i < n; i++)
+		len += strlen(hosts[i]) + 1;
+	s = mem_zalloc(len);
+	if (!s)
+		return db_fail(db, -ENOMEM, "out of memory");
+	for (i = 0; i < n; i++) {
+		if (i)
+			strcat(s, " ");
+		strcat(s, hosts[i]);
+	}
+	*out = s;
+	return 0;
+}
+
+uint64_t db_round_cluster(uint64_t size, uint64_t cluster)
+{
+	if (!cluster)
+		return size;
+	return COMMON_DIV_ROUND_UP(size, cluster) * cluster;
+}
+
+uint64_t db_pending_bytes(const struct db_disk *d, uint64_t size, uint64_t real_size,
+			  bool resizing, bool written_after_observation)
+{
+	uint64_t want = db_round_cluster(size, d->cluster_size);
+	uint64_t have = real_size;
+
+	if (!resizing && written_after_observation)
+		have = 0; /* written after the observation: not in d->free yet */
+	return want > have ? want - have : 0;
+}
+
+int db_space_check(struct db *db, const struct db_disk *d, uint64_t need,
+		   int (*available)(struct db *db, const struct db_disk *d, uint64_t *avail,
+				    uint64_t *pending))
+{
+	uint64_t avail = 0, pending = 0;
+	char a[32], b[32], c[32];
+	int rc;
+
+	if (!d->observed_at || d->lvstore_state != DB_LVSTORE_LOADED)
+		return 0; /* free space unknown: the agent judges placement */
+	if ((rc = available(db, d, &avail, &pending)) < 0)
+		return rc;
+	need = db_round_cluster(need, d->cluster_size);
+	if (need > avail) {
+		if (pending)
+			return db_fail(db, -ENOSPC,
+				       "disk '%s' has %s free (%s of it promised to pending creates), %s needed",
+				       d->name, size_format(d->free, a, sizeof(a)),
+				       size_format(pending, b, sizeof(b)), size_format(need, c, sizeof(c)));
+		return db_fail(db, -ENOSPC, "disk '%s' has %s free, %s needed", d->name,
+			       size_format(d->free, a, sizeof(a)), size_format(need, c, sizeof(c)));
+	}
+	return 0;
+}
+
+int db_resize_check(struct db *db, const struct db_lvol *l, uint64_t new_size, bool allow_shrink)
+{
+	char a[32], b[32];
+
+	if (l->state == DB_LVOL_DELETED || l->state == DB_LVOL_DELETING)
+		return db_fail(db, -ENOENT, "lvol %lld is %s", (long long)l->id,
+			       db_lvol_state_name(l->state));
+	if (l->state != DB_LVOL_READY)
+		return db_fail(db, -EBUSY, "lvol %lld is %s; it can be resized once READY",
+			       (long long)l->id, db_lvol_state_name(l->state));
+	if (new_size == l->size)
+		return 1; /* nothing to do */
+	if (new_size < l->size && !allow_shrink)
+		return db_fail(db, -EINVAL,
+			       "shrinking lvol %lld from %s to %s destroys data; pass --allow-shrink",
+			       (long long)l->id, size_format(l->size, a, sizeof(a)),
+			       size_format(new_size, b, sizeof(b)));
+	return 0;
+}
+
+uint64_t db_resize_growth(const struct db_lvol *l, const struct db_disk *d, uint64_t new_size)
+{
+	uint64_t have = l->real_size ? l->real_size : db_round_cluster(l->size, d->cluster_size);
+	uint64_t want = db_round_cluster(new_size, d->cluster_size);
+
+	return want > have ? want - have : 0;
+}
+
+int db_delete_check(struct db *db, const struct db_lvol *l)
+{
+	if (l->state == DB_LVOL_DELETED)
+		return db_fail(db, -ENOENT, "lvol %lld is already deleted", (long long)l->id);
+	return l->state == DB_LVOL_DELETING ? 1 : 0;
+}
+
+int db_place_none(struct db *db, const char *node, size_t candidates, uint64_t size)
+{
+	char a[32];
+
+	if (!candidates)
+		return db_fail(db, -ENOENT,
+			       "no disk to place the lvol on: no live node%s%s with a loaded lvstore",
+			       node ? " " : "", node ? node : "");
+	return db_fail(db, -ENOSPC, "no disk on a live node has %s free",
+		       size_format(size, a, sizeof(a)));
+}
+
 /* --------------------------------------------------------------- enums */
 
 static const char *const lvol_state_names[] = {

@@ -87,6 +87,36 @@ void db_strlcpy(char *dst, const char *src, size_t size);
 int db_split_words(const char *s, char ***out, size_t *count);
 void db_free_words(char **w, size_t count);
 
+/* Rules both backends keep (db.c), so they are written once. */
+/* "ip:port [ip6]:port ..." as stored in disks.listen, and back (junk skipped). */
+void db_listen_format(const struct db_disk *d, char *buf, size_t len);
+void db_listen_parse_all(const char *s, struct db_disk *d);
+/* Host NQNs joined by spaces (heap, mem_free). 0 or -ENOMEM. */
+int db_join_hosts(struct db *db, const char *const *hosts, size_t n, char **out);
+/* Bytes a thick lvol of `size` takes on clusters of `cluster` bytes. */
+uint64_t db_round_cluster(uint64_t size, uint64_t cluster);
+/* Thick bytes one lvol row still has to take from disk d's observed free bytes:
+ * its size in clusters minus what it holds (real_size), all of it when the row
+ * was written after the observation (unless RESIZING: its old size is in). */
+uint64_t db_pending_bytes(const struct db_disk *d, uint64_t size, uint64_t real_size,
+			  bool resizing, bool written_after_observation);
+/* The thick free-space check: 0 when the free bytes are unknown or `need`
+ * (rounded to clusters) fits in what available() gives, else -ENOSPC with the
+ * numbers in the message. */
+int db_space_check(struct db *db, const struct db_disk *d, uint64_t need,
+		   int (*available)(struct db *db, const struct db_disk *d, uint64_t *avail,
+				    uint64_t *pending));
+/* Resize of lvol l (read in the write transaction) to new_size: 1 nothing to
+ * do (same size), 0 go on, -ENOENT (deleted), -EBUSY (not READY), -EINVAL
+ * (shrink without allow_shrink). */
+int db_resize_check(struct db *db, const struct db_lvol *l, uint64_t new_size, bool allow_shrink);
+/* Thick bytes a grow of l to new_size takes on disk d (0: none). */
+uint64_t db_resize_growth(const struct db_lvol *l, const struct db_disk *d, uint64_t new_size);
+/* Delete of lvol l: 1 already DELETING, 0 go on, -ENOENT already DELETED. */
+int db_delete_check(struct db *db, const struct db_lvol *l);
+/* Placement found nothing: -ENOENT (no candidate disk) or -ENOSPC, with the message. */
+int db_place_none(struct db *db, const char *node, size_t candidates, uint64_t size);
+
 /* Backends. */
 int db_sqlite_open(const char *path, bool create, struct db **out, char *err, size_t errlen);
 /* pg.c, built when libpq is found (DE_HAVE_LIBPQ). */

@@ -684,38 +684,6 @@ static int pg_node_heartbeat(struct db *db, int64_t node_id)
 
 /* --------------------------------------------------------------- disks */
 
-static void listen_format(const struct db_disk *d, char *buf, size_t len)
-{
-	size_t i, off = 0;
-
-	buf[0] = '\0';
-	for (i = 0; i < d->listen_count && off < len; i++) {
-		const struct db_listen *l = &d->listen[i];
-		int n = l->ipv6 ? snprintf(buf + off, len - off, "%s[%s]:%u", i ? " " : "", l->traddr,
-					   l->port)
-				: snprintf(buf + off, len - off, "%s%s:%u", i ? " " : "", l->traddr,
-					   l->port);
-
-		if (n < 0)
-			break;
-		off += (size_t)n;
-	}
-}
-
-static void listen_parse_all(const char *s, struct db_disk *d)
-{
-	char buf[DB_LISTEN_MAX * 64];
-	char *save = NULL, *tok;
-
-	d->listen_count = 0;
-	db_strlcpy(buf, s, sizeof(buf));
-	for (tok = strtok_r(buf, " ", &save); tok && d->listen_count < DB_LISTEN_MAX;
-	     tok = strtok_r(NULL, " ", &save)) {
-		if (db_listen_parse(tok, &d->listen[d->listen_count]) == 0)
-			d->listen_count++;
-	}
-}
-
 static int pg_disk_add(struct db *db, const struct db_disk *spec, int64_t *id_out)
 {
 	char listen[DB_LISTEN_MAX * 64];
@@ -725,7 +693,7 @@ static int pg_disk_add(struct db *db, const struct db_disk *spec, int64_t *id_ou
 	PGresult *r = NULL;
 	int rc;
 
-	listen_format(spec, listen, sizeof(listen));
+	db_listen_format(spec, listen, sizeof(listen));
 	if ((rc = pg_begin(db)) < 0)
 		return rc;
 	/* serializes with other desired writers (meta row lock) */
@@ -808,7 +776,7 @@ static void disk_row(const PGresult *r, int i, void *e)
 	d->is_device = gi(r, i, 5) != 0;
 	gs(r, i, 6, d->lvstore, sizeof(d->lvstore));
 	d->cluster_size = gu(r, i, 7);
-	listen_parse_all(PQgetvalue(r, i, 8), d);
+	db_listen_parse_all(PQgetvalue(r, i, 8), d);
 	gs(r, i, 9, d->interface, sizeof(d->interface));
 	d->port = (uint16_t)gi(r, i, 10);
 	db_transport_parse(PQgetvalue(r, i, 11), &t);
@@ -992,13 +960,6 @@ static int lvol_load(struct db *db, int64_t id, struct db_lvol *out)
 	return 0;
 }
 
-static uint64_t round_cluster(uint64_t size, uint64_t cluster)
-{
-	if (!cluster)
-		return size;
-	return COMMON_DIV_ROUND_UP(size, cluster) * cluster;
-}
-
 /*
  * Known free bytes of a disk minus thick space promised but not yet seen in
  * them (the caller holds the disk row lock): CREATING rows, the growth of
@@ -1026,60 +987,12 @@ static int disk_available(struct db *db, const struct db_disk *d, uint64_t *avai
 		      pp.n, pp.v, &r);
 	if (rc < 0)
 		return rc;
-	for (i = 0; i < PQntuples(r); i++) {
-		uint64_t want = round_cluster(gu(r, i, 0), d->cluster_size);
-		uint64_t have = gu(r, i, 1);
-
-		if (strcmp(PQgetvalue(r, i, 2), "RESIZING") && gi(r, i, 3))
-			have = 0; /* written after the observation: not in d->free yet */
-		if (want > have)
-			pending += want - have;
-	}
+	for (i = 0; i < PQntuples(r); i++)
+		pending += db_pending_bytes(d, gu(r, i, 0), gu(r, i, 1),
+					    !strcmp(PQgetvalue(r, i, 2), "RESIZING"), gi(r, i, 3));
 	PQclear(r);
 	*pending_out = pending;
 	*avail = d->free > pending ? d->free - pending : 0;
-	return 0;
-}
-
-static int check_space(struct db *db, const struct db_disk *d, uint64_t need)
-{
-	uint64_t avail = 0, pending = 0;
-	char a[32], b[32], c[32];
-	int rc;
-
-	if (!d->observed_at || d->lvstore_state != DB_LVSTORE_LOADED)
-		return 0; /* free space unknown: the agent judges placement */
-	if ((rc = disk_available(db, d, &avail, &pending)) < 0)
-		return rc;
-	need = round_cluster(need, d->cluster_size);
-	if (need > avail) {
-		if (pending)
-			return db_fail(db, -ENOSPC,
-				       "disk '%s' has %s free (%s of it promised to pending creates), %s needed",
-				       d->name, size_format(d->free, a, sizeof(a)),
-				       size_format(pending, b, sizeof(b)), size_format(need, c, sizeof(c)));
-		return db_fail(db, -ENOSPC, "disk '%s' has %s free, %s needed", d->name,
-			       size_format(d->free, a, sizeof(a)), size_format(need, c, sizeof(c)));
-	}
-	return 0;
-}
-
-static int join_hosts(struct db *db, const char *const *hosts, size_t n, char **out)
-{
-	size_t i, len = 1;
-	char *s;
-
-	for (i = 0; i < n; i++)
-		len += strlen(hosts[i]) + 1;
-	s = mem_zalloc(len);
-	if (!s)
-		return db_fail(db, -ENOMEM, "out of memory");
-	for (i = 0; i < n; i++) {
-		if (i)
-			strcat(s, " ");
-		strcat(s, hosts[i]);
-	}
-	*out = s;
 	return 0;
 }
 
@@ -1104,7 +1017,6 @@ static int place(struct db *db, const char *node, uint64_t size, bool thin, stru
 	struct db_disk *disks = NULL;
 	size_t n = 0, i, best = SIZE_MAX;
 	uint64_t best_avail = 0;
-	char a[32];
 	int rc, pass;
 
 	if (node && (rc = pg_node_get(db, node, 0, &(struct db_node){ 0 })) < 0)
@@ -1134,7 +1046,7 @@ static int place(struct db *db, const char *node, uint64_t size, bool thin, stru
 
 			if ((rc = disk_available(db, &disks[i], &avail, &pending)) < 0)
 				goto out;
-			if (!thin && round_cluster(size, disks[i].cluster_size) > avail)
+			if (!thin && db_round_cluster(size, disks[i].cluster_size) > avail)
 				continue;
 			if (best == SIZE_MAX || avail > best_avail) {
 				best = i;
@@ -1143,13 +1055,7 @@ static int place(struct db *db, const char *node, uint64_t size, bool thin, stru
 		}
 	}
 	if (best == SIZE_MAX) {
-		if (!n)
-			rc = db_fail(db, -ENOENT,
-				     "no disk to place the lvol on: no live node%s%s with a loaded lvstore",
-				     node ? " " : "", node ? node : "");
-		else
-			rc = db_fail(db, -ENOSPC, "no disk on a live node has %s free",
-				     size_format(size, a, sizeof(a)));
+		rc = db_place_none(db, node, n, size);
 		goto out;
 	}
 	*out = disks[best];
@@ -1174,7 +1080,7 @@ static int pg_lvol_create(struct db *db, const struct db_lvol_spec *spec, int64_
 	int64_t id;
 	int rc;
 
-	if ((rc = join_hosts(db, spec->hosts, spec->host_count, &hosts)) < 0)
+	if ((rc = db_join_hosts(db, spec->hosts, spec->host_count, &hosts)) < 0)
 		return rc;
 	if ((rc = pg_begin(db)) < 0)
 		goto out;
@@ -1213,7 +1119,7 @@ static int pg_lvol_create(struct db *db, const struct db_lvol_spec *spec, int64_
 				     disk.node, spec->node);
 			goto out;
 		}
-		if (!thin && (rc = check_space(db, &disk, size)) < 0)
+		if (!thin && (rc = db_space_check(db, &disk, size, disk_available)) < 0)
 			goto out;
 	}
 	pp_i(&pp, disk.id);
@@ -1277,40 +1183,23 @@ static int pg_lvol_resize(struct db *db, int64_t id, uint64_t new_size, bool all
 {
 	struct db_lvol l = { 0 };
 	struct db_disk disk;
-	char a[32], b[32];
 	int rc;
 
 	if ((rc = pg_begin(db)) < 0)
 		return rc;
 	if ((rc = lvol_load(db, id, &l)) < 0)
 		goto out;
-	if (l.state == DB_LVOL_DELETED || l.state == DB_LVOL_DELETING) {
-		rc = db_fail(db, -ENOENT, "lvol %lld is %s", (long long)id, db_lvol_state_name(l.state));
-		goto out;
-	}
-	if (l.state != DB_LVOL_READY) {
-		rc = db_fail(db, -EBUSY, "lvol %lld is %s; it can be resized once READY", (long long)id,
-			     db_lvol_state_name(l.state));
-		goto out;
-	}
-	if (new_size == l.size) {
-		rc = 0;
-		goto out;
-	}
-	if (new_size < l.size && !allow_shrink) {
-		rc = db_fail(db, -EINVAL,
-			     "shrinking lvol %lld from %s to %s destroys data; pass --allow-shrink",
-			     (long long)id, size_format(l.size, a, sizeof(a)),
-			     size_format(new_size, b, sizeof(b)));
+	if ((rc = db_resize_check(db, &l, new_size, allow_shrink)) != 0) {
+		rc = rc > 0 ? 0 : rc; /* same size: nothing to do */
 		goto out;
 	}
 	if (!l.thin && new_size > l.size) {
+		uint64_t grow;
+
 		if ((rc = disk_get_lock(db, NULL, l.disk_id, &disk, true)) < 0)
 			goto out;
-		uint64_t have = l.real_size ? l.real_size : round_cluster(l.size, disk.cluster_size);
-		uint64_t want = round_cluster(new_size, disk.cluster_size);
-
-		if (want > have && (rc = check_space(db, &disk, want - have)) < 0)
+		grow = db_resize_growth(&l, &disk, new_size);
+		if (grow && (rc = db_space_check(db, &disk, grow, disk_available)) < 0)
 			goto out;
 	}
 	rc = lvol_desired_update(db, &l, DB_CHANGE_RESIZE,
@@ -1336,12 +1225,8 @@ static int pg_lvol_delete(struct db *db, int64_t id)
 		return rc;
 	if ((rc = lvol_load(db, id, &l)) < 0)
 		goto out;
-	if (l.state == DB_LVOL_DELETED) {
-		rc = db_fail(db, -ENOENT, "lvol %lld is already deleted", (long long)id);
-		goto out;
-	}
-	if (l.state == DB_LVOL_DELETING) {
-		rc = 0;
+	if ((rc = db_delete_check(db, &l)) != 0) {
+		rc = rc > 0 ? 0 : rc; /* already DELETING */
 		goto out;
 	}
 	rc = lvol_desired_update(db, &l, DB_CHANGE_DELETE,
