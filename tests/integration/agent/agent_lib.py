@@ -1,7 +1,9 @@
 """Helpers of the agent's integration tests (a uniquely named module: every
 area has a conftest.py, so tests import from here, never from conftest):
-a node made of real processes (a target, diskctl, diskengine) on a fresh DB,
-the target probe, and the convergence invariants."""
+a node made of real processes (a target, diskctl, diskengine) on a fresh DB
+(an SQLite file, or a fresh PostgreSQL database: Node(db=URL)), the target
+probe, and the convergence invariants. Tests see the DB only through diskctl,
+so every assertion holds for both backends."""
 import json
 import os
 import shutil
@@ -56,10 +58,11 @@ def have_binary(name):
 class Node:
     """One storage node: target + agent + the DB, driven through diskctl."""
 
-    def __init__(self, kind, d, tick="200ms", disk_size=2 << 30):
+    def __init__(self, kind, d, tick="200ms", disk_size=2 << 30, db=None):
         self.kind = kind
         self.dir = d
-        self.db = os.path.join(d, "de.db")
+        # an SQLite file in the node's directory, or a postgresql:// URL
+        self.db = db or os.path.join(d, "de.db")
         self.sock = os.path.join(d, "tgt.sock")
         self.disk_file = os.path.join(d, "disk0.img")
         self.state = os.path.join(d, "fake-state.json")
@@ -73,6 +76,10 @@ class Node:
             f.truncate(disk_size)
 
     # -------------------------------------------------------------- processes
+    @property
+    def backend(self):
+        return "postgresql" if self.db.startswith(("postgresql:", "postgres:")) else "sqlite"
+
     def start_target(self):
         log = os.path.join(self.dir, "target.log")
         if self.kind == "fake":

@@ -342,26 +342,38 @@ def test_metrics_endpoint(node):
 
 # ------------------------------------------------------------------ latency
 
-def test_create_wait_latency_uses_wakeup(node):
-    """With the default 1 s tick, a create is READY in a few ms: the agent
-    wakes on the desired-state change, it does not wait for its tick.
-    Measured two ways: in the DB (updated_at - created_at of each row: the
-    agent's part, independent of process start-up and machine load) and as
-    the wall time of `diskctl lvol create --wait` (includes diskctl's start,
-    which is slow under ASan; bounded well below the tick)."""
-    node.stop_agent()
-    node.tick = "1s"
+@pytest.mark.tick("10s")
+def test_changes_wake_the_agent_before_its_tick(node):
+    """With a 10 s tick, creates, a resize and a delete each finish in well
+    under a second: the agent acts when the desired state changes (NOTIFY on
+    PostgreSQL, the polled change counter on SQLite), not on its next tick.
+    A tick-driven agent would take 5 s on average (fails the bounds). The
+    agent's part (row created -> READY) p50 under 200 ms (ASan build on a
+    loaded machine: 25-50 ms; bench/fleet measures it finely)."""
     node.start_agent()
-    node.create("8MiB", wait=True)
-    times, ids = [], []
-    for _ in range(15 if not STRESS else 60):
-        t = time.time()
-        ids.append(node.create("8MiB", thin=True, wait=True))
-        times.append((time.time() - t) * 1000)
+    helpers.wait_for(lambda: node.disk()["lvstore_state"] == "loaded", 30, 0.05, "lvstore loaded")
+    times = {}
+
+    def timed(what, fn):
+        t = time.monotonic()
+        out = fn()
+        times.setdefault(what, []).append(time.monotonic() - t)
+        return out
+    ids = [timed("create", lambda: node.create("8MiB", thin=True, wait=True))
+           for _ in range(15 if not STRESS else 60)]
+    timed("resize", lambda: node.ctl("lvol", "resize", ids[0], "--size", "16MiB", "--wait=30"))
+    timed("delete", lambda: node.ctl("lvol", "delete", ids[1], "--wait=30"))
+    # The agent's part: created_at -> READY of each row (written by diskctl
+    # and the agent; independent of diskctl's start-up, slow under ASan).
     rows = {r["id"]: r for r in node.lvols()}
-    agent_ms = [rows[i]["updated_at"] - rows[i]["created_at"] for i in ids]
-    p50 = statistics.median(times)
-    print("create --wait p50 %.1f ms max %.1f ms; agent side p50 %.1f ms max %.1f ms"
-          % (p50, max(times), statistics.median(agent_ms), max(agent_ms)))
-    assert statistics.median(agent_ms) < 50, agent_ms
-    assert p50 < 250, times  # a tick-driven agent would take ~500 ms on average
+    agent_ms = [rows[i]["updated_at"] - rows[i]["created_at"] for i in ids[2:]]
+    print("wake-up with a 10 s tick (%s): create --wait p50 %.0f ms max %.0f ms, agent side "
+          "p50 %.0f ms max %.0f ms; resize %.0f ms, delete %.0f ms"
+          % (node.backend, statistics.median(times["create"]) * 1000, max(times["create"]) * 1000,
+             statistics.median(agent_ms), max(agent_ms), times["resize"][0] * 1000,
+             times["delete"][0] * 1000))
+    assert statistics.median(agent_ms) < 200, agent_ms  # ASan build on a loaded machine: ~25-50
+    assert statistics.median(times["create"]) < 1.0, times
+    assert max(max(v) for v in times.values()) < 3.0, times
+    assert node.lvol(ids[0])["real_size"] == 16 << 20
+    assert_converged(node, [ids[0]] + ids[2:])

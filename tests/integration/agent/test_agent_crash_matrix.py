@@ -9,7 +9,11 @@ orphan or drift event.
 
 Runs against disktgt when it serves every method the agent uses, else the
 fake target (where the NVMe/TCP zeroing points cannot be reached). Both
-variants with DISKENGINE_STRESS=1."""
+variants with DISKENGINE_STRESS=1. Each point on a fresh database of each
+state-store backend: every point on SQLite; on PostgreSQL the points right
+after an agent DB write (PG_POINTS, 11 of 26: the whole matrix took 167 s
+on PostgreSQL against 101 s on SQLite, ASan build, load average ~10), every
+point with DISKENGINE_STRESS=1."""
 import os
 import shutil
 import signal
@@ -23,6 +27,13 @@ from agent_lib import Node, assert_converged, disktgt_missing, open_events, requ
 STRESS = bool(os.environ.get("DISKENGINE_STRESS"))
 # Points that need the target's NVMe/TCP data path (zeroing a thick grow).
 NEEDS_DATA_PATH = {"resize.after_intent", "resize.after_zero_chunk"}
+# The subset run on PostgreSQL outside DISKENGINE_STRESS: a crash right after
+# each kind of agent DB write (lvstore, uuid, READY, snapshot uuid, observed
+# space, zero intent and progress, resize done, deletes finalized).
+PG_POINTS = {"disk.after_lvstore_record", "provision.after_uuid_record", "provision.after_ready",
+             "snapshot.after_uuid_record", "verify.after_disk_observe", "resize.after_intent",
+             "resize.after_zero_chunk", "resize.before_done", "delete.after_lvol_delete",
+             "delete.after_finalize", "delete.after_snapshot_delete"}
 
 
 def crash_points():
@@ -94,9 +105,9 @@ def workload(node, run, data_path):
     return a, b
 
 
-def one_point(kind, point):
+def one_point(kind, point, db=None):
     d = helpers.short_tmpdir("de-crash-")
-    node = Node(kind, d, tick="100ms")
+    node = Node(kind, d, tick="100ms", db=db)
     try:
         node.start_target()
         node.setup()
@@ -121,13 +132,18 @@ def one_point(kind, point):
 
 
 @pytest.mark.parametrize("kind", ["auto"] + (["fake"] if STRESS else []))
-def test_every_crash_point_converges(kind):
+def test_every_crash_point_converges(kind, backend):
     require("fake")
     kind = pick_kind() if kind == "auto" else kind
     results = {}
-    for point in crash_points():
-        results[point] = one_point(kind, point)
-    print("crash matrix (%s): %s" % (kind, results))
+    points = crash_points()
+    if backend.name == "postgresql" and not STRESS:
+        assert PG_POINTS <= set(points), PG_POINTS - set(points)
+        points = [p for p in points if p in PG_POINTS]
+    for point in points:
+        results[point] = one_point(kind, point, backend.new_db())
+        backend.drop_all()
+    print("crash matrix (%s, %s, %d points): %s" % (kind, backend.name, len(points), results))
     unreached = sorted(p for p, c in results.items() if c == 0)
     allowed = NEEDS_DATA_PATH if kind == "fake" else set()
     assert set(unreached) <= allowed, "crash points never reached: %s" % unreached

@@ -1,6 +1,7 @@
 """make run (scripts/run-demo) without a terminal: creates ./var, starts
 both daemons, registers the node and disk, creates volumes, prints status,
-stops both cleanly after DEMO_SECONDS; a second run reuses the state."""
+stops both cleanly after DEMO_SECONDS; a second run reuses the state. On
+both backends: the demo's SQLite file, or a PostgreSQL database (DEMO_DB)."""
 import os
 import shutil
 import subprocess
@@ -36,7 +37,7 @@ def real_build(d):
 
 
 @pytest.mark.parametrize("kind", ["fake", "disktgt"])
-def test_run_demo_twice(kind):
+def test_run_demo_twice(kind, backend):
     missing = disktgt_missing()
     if kind == "disktgt" and missing is None:
         pytest.skip("disktgt is not built yet")
@@ -48,6 +49,9 @@ def test_run_demo_twice(kind):
     try:
         build = fake_build(d) if kind == "fake" else real_build(d)
         env = dict(os.environ, DEMO_SECONDS="1", DEMO_PORT=str(free_port()))
+        url = backend.new_db()
+        if url:
+            env["DEMO_DB"] = url
         runs = []
         for _ in range(2):
             p = subprocess.run([DEMO, build], cwd=d, env=env, stdin=subprocess.DEVNULL,

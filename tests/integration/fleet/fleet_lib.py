@@ -16,8 +16,7 @@ class FleetNode(Node):
     """Node `name` with disk `disk` on a shared database URL."""
 
     def __init__(self, db_url, name, disk, d, tick="1s", disk_size=1 << 30):
-        super().__init__("disktgt", d, tick=tick, disk_size=disk_size)
-        self.db = db_url
+        super().__init__("disktgt", d, tick=tick, disk_size=disk_size, db=db_url)
         self.name = name
         self.disk_name = disk
 

@@ -1,7 +1,11 @@
 """A throw-away PostgreSQL cluster for tests and benchmarks: Debian's initdb and
 pg_ctl run as the unprivileged `postgres` user (runuser) on a private data and
 socket directory under /tmp, listening on 127.0.0.1 on a free port. Each test
-gets its own database (create_db) so tests never see each other's rows."""
+gets its own database (create_db) so tests never see each other's rows.
+
+Used by the agent tests (every node test runs on SQLite and on PostgreSQL),
+the fleet tests and bench/fleet. `pg_cluster` is the session fixture; a
+conftest.py imports it to use it."""
 import atexit
 import glob
 import os
@@ -109,9 +113,34 @@ class PgCluster:
     def url(self, name):
         return "postgresql://postgres@127.0.0.1:%d/%s" % (self.port, name)
 
+    def drop_db(self, url):
+        """Drops the database of a create_db() URL (closing its sessions)."""
+        name = url.rsplit("/", 1)[1]
+        self.psql('DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % name)
+
     def server_log(self):
         try:
             with open(self.log) as f:
                 return f.read()
         except OSError:
             return ""
+
+
+try:
+    import pytest
+except ImportError:  # bench/fleet runs without pytest
+    pytest = None
+
+if pytest is not None:
+    @pytest.fixture(scope="session")
+    def pg_cluster():
+        """One throw-away cluster per pytest session (skipped with the reason
+        when the server binaries or the postgres user are missing)."""
+        why = skip_reason()
+        if why:
+            pytest.skip(why)
+        c = PgCluster().init().start()
+        try:
+            yield c
+        finally:
+            c.destroy()
