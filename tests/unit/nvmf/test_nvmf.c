@@ -953,6 +953,111 @@ static void test_fragmented_and_r2t(void **state)
 	assert_int_equal(nvmf_subsystem_destroy(s), 0);
 }
 
+/* 64 reads of 64 KiB sent as one coalesced buffer (many capsules in one
+ * recv), then the host does not read for a while: 4 MiB of answers cannot
+ * fit the socket buffers, so the target's sendmsg() goes partial and it must
+ * resume from the right byte on EPOLLOUT. Every answer must then arrive
+ * whole, once, with the right data and a success CapsuleResp. */
+#define BULK_N 64
+#define BULK_LEN 65536u
+
+struct bulk_args {
+	int rc, rc_fill, rc_send, rc_recv;
+	int data_ok, resp_ok, dup;
+};
+
+static uint8_t bulk_pattern(uint32_t i, uint32_t off)
+{
+	return (uint8_t)(i * 31 + off * 7 + (off >> 9));
+}
+
+static void host_bulk_reads(void *arg)
+{
+	struct bulk_args *a = arg;
+	struct mh adm, q;
+	uint16_t cntlid = 0;
+	struct nvme_cqe cqe;
+	uint8_t *buf = malloc(BULK_LEN), *out = malloc(BULK_N * 128);
+	uint8_t hdr[160];
+	bool seen_data[BULK_N] = { false }, seen_resp[BULK_N] = { false };
+	size_t off = 0;
+
+	a->rc = (buf && out) ? mh_admin_up(&adm, port, SUBNQN, HOSTNQN, 0, &cntlid) : -ENOMEM;
+	if (!a->rc)
+		a->rc = io_up(&q, cntlid, false, false);
+	if (a->rc)
+		goto out;
+	/* fill Malloc1 (4 KiB blocks, 4 MiB): 64 KiB writes through R2T */
+	for (uint32_t i = 0; i < BULK_N && !a->rc_fill; i++) {
+		struct nvme_sqe w = { .opc = NVME_OPC_WRITE, .nsid = 1, .cdw10 = i * 16, .cdw12 = 15 };
+		for (uint32_t k = 0; k < BULK_LEN; k++)
+			buf[k] = bulk_pattern(i, k);
+		a->rc_fill = mh_cmd(&q, &w, NULL, 0, buf, BULK_LEN, BULK_LEN, NULL, 0, &cqe);
+		if (!a->rc_fill && !NVME_STATUS_IS_OK(cqe.status))
+			a->rc_fill = -EIO;
+	}
+	if (a->rc_fill)
+		goto close;
+	for (uint32_t i = 0; i < BULK_N; i++) {
+		struct nvme_sqe r = { .opc = NVME_OPC_READ, .nsid = 1, .cid = (uint16_t)(1000 + i),
+				      .flags = NVME_SQE_FLAGS_PSDT_SGL, .cdw10 = i * 16, .cdw12 = 15 };
+		r.sgl1.id = NVME_SGL_ID_TRANSPORT;
+		r.sgl1.length = BULK_LEN;
+		off += mh_build_capsule(&q, &r, NULL, 0, out + off);
+	}
+	a->rc_send = mh_send_all(&q, out, off);
+	usleep(300 * 1000); /* let the target hit a full socket */
+	for (int n = 0; n < 2 * BULK_N && !a->rc_send && !a->rc_recv; n++) {
+		uint32_t dl = 0;
+		int t = mh_recv_pdu(&q, hdr, buf, BULK_LEN, &dl);
+		if (t == NVME_TCP_PDU_C2H_DATA) {
+			const struct nvme_tcp_data_hdr *h = (const void *)hdr;
+			uint32_t i = (uint32_t)h->cccid - 1000u, k;
+			if (i >= BULK_N || seen_data[i] || dl != BULK_LEN || h->datao != 0) {
+				a->dup++;
+				continue;
+			}
+			seen_data[i] = true;
+			for (k = 0; k < BULK_LEN && buf[k] == bulk_pattern(i, k); k++)
+				;
+			a->data_ok += k == BULK_LEN;
+		} else if (t == NVME_TCP_PDU_CAPSULE_RESP) {
+			const struct nvme_cqe *c = (const void *)(hdr + 8);
+			uint32_t i = (uint32_t)c->cid - 1000u;
+			if (i >= BULK_N || seen_resp[i] || !seen_data[i]) {
+				a->dup++;
+				continue;
+			}
+			seen_resp[i] = true;
+			a->resp_ok += NVME_STATUS_IS_OK(c->status);
+		} else {
+			a->rc_recv = t < 0 ? t : -EPROTO;
+		}
+	}
+close:
+	mh_close(&q);
+	mh_close(&adm);
+out:
+	free(buf);
+	free(out);
+}
+
+static void test_partial_sends_bulk_reads(void **state)
+{
+	struct nvmf_subsystem *s = make_subsys(SUBNQN, true, "Malloc1");
+	struct bulk_args a = { 0 };
+
+	run_host(host_bulk_reads, &a);
+	assert_int_equal(a.rc, 0);
+	assert_int_equal(a.rc_fill, 0);
+	assert_int_equal(a.rc_send, 0);
+	assert_int_equal(a.rc_recv, 0);
+	assert_int_equal(a.dup, 0);
+	assert_int_equal(a.data_ok, BULK_N);
+	assert_int_equal(a.resp_ok, BULK_N);
+	assert_int_equal(nvmf_subsystem_destroy(s), 0);
+}
+
 struct disc_args {
 	int rc, rc_id, rc_log, rc_hdr;
 	struct nvme_id_ctrlr cd;
@@ -1553,6 +1658,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_aer_on_ns_remove, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_malformed_pdus, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fragmented_and_r2t, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_partial_sends_bulk_reads, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_discovery, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_status_codes_and_digests, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_allocation_faults, setup, teardown),
