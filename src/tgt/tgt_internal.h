@@ -6,6 +6,7 @@
 #ifndef DE_TGT_INTERNAL_H
 #define DE_TGT_INTERNAL_H
 
+#include <errno.h>
 #include <jansson.h>
 #include <string.h>
 

@@ -17,6 +17,7 @@
 #include "json/json.h"
 #include "rpc/rpc.h"
 #include "tgt/tgt.h"
+#include "tgt/tgt_internal.h"
 
 struct env {
 	struct ev_loop *loop;
@@ -275,6 +276,43 @@ static void test_alloc_failures(void **state)
 	}
 }
 
+/* The listings' fast string writer gives exactly json_encode_string's
+ * bytes (SPDK's escaping), for plain strings and every kind of escape, at
+ * every position of an 8-byte word. */
+static void test_put_str_matches_encoder(void **state)
+{
+	(void)state;
+	static const char alpha[] = { 'a', 'Z', '0', '-', '/', '"', '\\', '\n', '\t', 0x1f, 0x7f,
+				      (char)0x80, (char)0xc3, (char)0xa9, (char)0xff, ' ', '~', '!' };
+	unsigned seed = 1;
+	unsigned plain = 0;
+
+	for (int it = 0; it < 200000; it++) {
+		char str[40];
+		int n = (int)((seed = seed * 1103515245u + 12345u) >> 16) % 39;
+
+		for (int i = 0; i < n; i++) {
+			unsigned r = (seed = seed * 1103515245u + 12345u) >> 16;
+			str[i] = (r & 3) ? alpha[(r >> 2) % 5] : alpha[(r >> 2) % sizeof(alpha)];
+		}
+		str[n] = '\0';
+		struct json_buf a = { 0 }, b = { 0 };
+		assert_int_equal(json_encode_string(&a, str, (size_t)n), 0);
+		assert_int_equal(tgt_put_str(&b, str), 0);
+		assert_int_equal(a.len, b.len);
+		assert_memory_equal(a.data, b.data, a.len);
+		plain += a.len == (size_t)n + 2;
+		json_buf_free(&a);
+		json_buf_free(&b);
+	}
+	assert_true(plain > 1000); /* both paths were taken */
+	struct json_buf c = { 0 };
+	assert_int_equal(tgt_put_str(&c, NULL), 0);
+	assert_int_equal(c.len, 2);
+	assert_memory_equal(c.data, "\"\"", 2);
+	json_buf_free(&c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -283,6 +321,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_nvmf_shapes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_config_roundtrip, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_alloc_failures, setup, teardown),
+		cmocka_unit_test(test_put_str_matches_encoder),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
