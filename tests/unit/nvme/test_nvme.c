@@ -674,6 +674,89 @@ static void test_raw_fragmented_c2h(void **state)
 	close(peer);
 }
 
+/* 48 reads of 4 KiB answered in reverse order by ~200 KiB of C2HData +
+ * CapsuleResp PDUs sent in ~62 KiB chunks: 15 answers per recv, a header
+ * split across two recvs (kept and moved to the receive buffer's front),
+ * every read completed once with its own data. */
+static void test_raw_coalesced_c2h(void **state)
+{
+	enum { N = 48, LEN = 4096 };
+	struct nvme_qpair *qp;
+	struct nvme_tcp_capsule_cmd cap;
+	struct acount a = { 0 };
+	uint8_t *bufs = calloc(N, LEN), *data = malloc((size_t)N * LEN);
+	uint8_t *stream = malloc((size_t)N * (LEN + 48));
+	uint16_t cids[N];
+	size_t n = 0, sent = 0;
+	int sv[2], peer, idle = 0;
+
+	assert_non_null(bufs);
+	assert_non_null(data);
+	assert_non_null(stream);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	fcntl(sv[0], F_SETFL, O_NONBLOCK);
+	assert_int_equal(nvme_qpair_create(sv[0], 1, N, &qp), 0);
+	peer = sv[1];
+	for (int i = 0; i < N; i++)
+		assert_int_equal(nvme_qpair_read(qp, 1, (uint64_t)i * 8, 8, bufs + (size_t)i * LEN, acb, &a), 0);
+	assert_int_equal(nvme_qpair_flush(qp), 0);
+	for (int i = 0; i < N; i++) {
+		read_capsule(peer, &cap); /* all flushed: a socketpair holds 48 capsules */
+		assert_int_equal(cap.sqe.cdw10, (uint32_t)i * 8);
+		cids[i] = cap.sqe.cid;
+	}
+	fill_pattern(data, (size_t)N * LEN, 17);
+	/* answer in reverse order: completion order is the target's choice */
+	for (int i = N - 1; i >= 0; i--) {
+		struct nvme_tcp_data_hdr d;
+		struct nvme_tcp_capsule_resp r;
+
+		memset(&d, 0, sizeof(d));
+		d.ch.pdu_type = NVME_TCP_PDU_C2H_DATA;
+		d.ch.flags = NVME_TCP_FLAG_LAST_PDU;
+		d.ch.hlen = 24;
+		d.ch.pdo = 24;
+		d.ch.plen = 24 + LEN;
+		d.cccid = cids[i];
+		d.datal = LEN;
+		memcpy(stream + n, &d, 24);
+		n += 24;
+		memcpy(stream + n, data + (size_t)i * LEN, LEN);
+		n += LEN;
+		memset(&r, 0, sizeof(r));
+		r.ch.pdu_type = NVME_TCP_PDU_CAPSULE_RESP;
+		r.ch.hlen = 24;
+		r.ch.plen = 24;
+		r.cqe.cid = cids[i];
+		memcpy(stream + n, &r, 24);
+		n += 24;
+	}
+	/* chunks that end 10 bytes into a C2HData header (15 answers + 10):
+	 * the host keeps the partial header and moves it to the buffer's front */
+	while (sent < n && idle < 1000) {
+		size_t chunk = COMMON_MIN(n - sent, (size_t)15 * (LEN + 48) + 10);
+		ssize_t w = send(peer, stream + sent, chunk, 0);
+
+		assert_int_equal(w, (ssize_t)chunk);
+		sent += chunk;
+		for (int quiet = 0; quiet < 2 && idle < 1000; idle++) {
+			int rc = nvme_qpair_poll(qp, 0);
+			assert_true(rc >= 0);
+			quiet = rc > 0 ? 0 : quiet + 1;
+		}
+	}
+	assert_int_equal(sent, n);
+	assert_int_equal(a.done, N);
+	assert_int_equal(a.errors, 0);
+	assert_int_equal(nvme_qpair_outstanding(qp), 0);
+	assert_memory_equal(bufs, data, (size_t)N * LEN);
+	nvme_qpair_destroy(qp);
+	close(peer);
+	free(bufs);
+	free(data);
+	free(stream);
+}
+
 static void test_raw_errors(void **state)
 {
 	struct {
@@ -975,6 +1058,7 @@ int main(void)
 		cmocka_unit_test(test_keep_alive),
 		cmocka_unit_test(test_async_qpair),
 		cmocka_unit_test(test_raw_fragmented_c2h),
+		cmocka_unit_test(test_raw_coalesced_c2h),
 		cmocka_unit_test(test_raw_errors),
 		cmocka_unit_test(test_raw_r2t_rules),
 		cmocka_unit_test(test_raw_digests),
