@@ -617,13 +617,17 @@ static int run(struct perf *p)
 	for (;;) {
 		/* spin while recent idle periods suggest data is close, else
 		 * sleep in poll() so a shared CPU goes to the target */
-		rc = poll_round(p, idle_since && t - idle_since >= spin_limit(p) ? 1 : 0);
+		uint64_t limit = spin_limit(p), t0 = t;
+
+		/* (not idle yet and no spinning wanted: a round that finds
+		 * nothing sleeps at once instead of coming back for another recv) */
+		rc = poll_round(p, (idle_since ? t - idle_since : 0) >= limit ? 1 : 0);
 		t = now_ns();
 		if (rc > 0 && idle_since) {
 			p->idle_avg_ns = (p->idle_avg_ns * 3 + (t - idle_since)) / 4;
 			idle_since = 0;
 		} else if (rc == 0 && !idle_since) {
-			idle_since = t;
+			idle_since = t0;
 		}
 		if (rc < 0) {
 			fprintf(stderr, "diskperf: connection lost: %s\n", common_strerror(rc));
