@@ -74,6 +74,9 @@ class PgCluster:
             f.write("\nlisten_addresses = '127.0.0.1'\nport = %d\n"
                     "unix_socket_directories = '%s'\nfsync = off\nsynchronous_commit = off\n"
                     "full_page_writes = off\nmax_connections = 200\nshared_buffers = 32MB\n"
+                    # the wake-up triggers are PL/pgSQL: loaded once in the postmaster
+                    # instead of in every new backend (each diskctl connects anew)
+                    "shared_preload_libraries = 'plpgsql'\n"
                     % (self.port, self.sock))
         return self
 
