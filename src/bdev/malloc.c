@@ -2,15 +2,12 @@
  * malloc.c: the RAM bdev (SPDK's "Malloc disk"). Every I/O is a memcpy or
  * memset done inside submit; the generic layer defers the completion. Flush
  * has nothing to do. This is the fast path NVMe/TCP benchmarks run through.
- * The buffer asks for transparent huge pages: random 4 KiB I/O over a large
- * disk otherwise misses the TLB on most copies.
  */
 #include "bdev/bdev_internal.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/mman.h>
 
 struct malloc_disk {
 	uint8_t *data;
@@ -40,18 +37,6 @@ static int malloc_submit(void *ctx, enum bdev_io_type type, void *buf, uint64_t 
 	}
 	cb(cb_arg, 0);
 	return 0;
-}
-
-/* Huge pages for the 2 MiB-aligned part of the buffer (where the kernel
- * offers them; a refusal only costs speed). Memory is still faulted in lazily. */
-static void malloc_huge_advise(uint8_t *data, uint64_t size)
-{
-	const uintptr_t huge = 2u << 20;
-	uintptr_t lo = ((uintptr_t)data + huge - 1) & ~(huge - 1);
-	uintptr_t hi = ((uintptr_t)data + size) & ~(huge - 1);
-
-	if (hi > lo)
-		(void)madvise((void *)lo, hi - lo, MADV_HUGEPAGE);
 }
 
 static void malloc_destroy(void *ctx)
@@ -101,7 +86,6 @@ int bdev_malloc_create(const char *name, const char *uuid, uint64_t num_blocks,
 		err = -ENOMEM;
 		goto fail;
 	}
-	malloc_huge_advise(m->data, m->size);
 	p.name = name;
 	p.uuid = uuid;
 	p.product_name = "Malloc disk";
