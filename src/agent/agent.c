@@ -192,7 +192,7 @@ static void *loop_main(void *arg)
 		uint64_t now = clock_mono_ms(), counter = 0;
 		bool wake = false;
 
-		if (db_changes_since(l->db, seen, &counter) == 1) {
+		if (!o->no_wakeup && db_changes_since(l->db, seen, &counter) == 1) {
 			seen = counter;
 			wake = true;
 		}
@@ -213,8 +213,11 @@ static void *loop_main(void *arg)
 		 * SQLite this polls data_version every few ms inside; on
 		 * PostgreSQL it waits for NOTIFY. The top of the loop sees a move.
 		 * An error return has already slept (the loop never spins). */
-		db_change_wait(l->db, seen, (int)COMMON_MIN(next_tick - now, (uint64_t)60000),
-			       l->agent->stop_fd, NULL);
+		if (o->no_wakeup)
+			loop_sleep(l, next_tick - now);
+		else
+			db_change_wait(l->db, seen, (int)COMMON_MIN(next_tick - now, (uint64_t)60000),
+				       l->agent->stop_fd, NULL);
 	}
 	return NULL;
 }
