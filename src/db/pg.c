@@ -208,6 +208,7 @@ int pg_query(struct db *db, const char *what, const char *sql, int n, const char
 	else
 		r = PQexec(p->c, sql);
 	st = PQresultStatus(r);
+	p->sqlstate[0] = '\0';
 	if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
 		if (res)
 			*res = r;
@@ -215,6 +216,8 @@ int pg_query(struct db *db, const char *what, const char *sql, int n, const char
 			PQclear(r);
 		return 0;
 	}
+	if (r && PQresultErrorField(r, PG_DIAG_SQLSTATE))
+		db_strlcpy(p->sqlstate, PQresultErrorField(r, PG_DIAG_SQLSTATE), sizeof(p->sqlstate));
 	rc = result_errno(db, r);
 	if (rc == -EAGAIN && PQstatus(p->c) != CONNECTION_OK) {
 		db_fail(db, rc, "%s: database server unreachable: %s", what, PQerrorMessage(p->c));
@@ -996,6 +999,55 @@ static int disk_available(struct db *db, const struct db_disk *d, uint64_t *avai
 	return 0;
 }
 
+/* disk_available() of every placement candidate in one query (one round
+ * trip instead of one per disk): pending[i] for disks[i]; the rows are locked
+ * by the caller, so their observed_at is the one in the table. */
+static int disks_pending(struct db *db, const struct db_disk *disks, size_t n, uint64_t *pending)
+{
+	struct pp pp = { .n = 0 };
+	PGresult *r = NULL;
+	char *ids;
+	size_t i, off = 0, len = n * 22 + 3;
+	int rc, k;
+
+	memset(pending, 0, n * sizeof(*pending));
+	if (!n)
+		return 0;
+	ids = mem_zalloc(len);
+	if (!ids)
+		return db_fail(db, -ENOMEM, "out of memory");
+	ids[off++] = '{';
+	for (i = 0; i < n; i++)
+		off += (size_t)snprintf(ids + off, len - off, "%s%lld", i ? "," : "",
+					(long long)disks[i].id);
+	snprintf(ids + off, len - off, "}");
+	pp_s(&pp, ids);
+	pp_i(&pp, clock_wall_ms() - DB_NODE_LIVE_MS);
+	rc = pg_query(db, "free space",
+		      "SELECT l.disk_id, l.size, l.real_size, (l.state = 'RESIZING')::int, "
+		      "(l.updated_at > d.observed_at)::int FROM lvols l JOIN disks d ON d.id = l.disk_id "
+		      "WHERE l.disk_id = ANY($1::bigint[]) AND l.thin = 0 AND "
+		      "(l.state IN ('CREATING', 'RESIZING') OR (l.state = 'READY' AND "
+		      "l.updated_at > d.observed_at AND d.observed_at >= $2::bigint))",
+		      pp.n, pp.v, &r);
+	mem_free(ids);
+	if (rc < 0)
+		return rc;
+	for (k = 0; k < PQntuples(r); k++) {
+		int64_t disk = gi(r, k, 0);
+
+		for (i = 0; i < n; i++) {
+			if (disks[i].id == disk) {
+				pending[i] += db_pending_bytes(&disks[i], gu(r, k, 1), gu(r, k, 2),
+							       gi(r, k, 3), gi(r, k, 4));
+				break;
+			}
+		}
+	}
+	PQclear(r);
+	return 0;
+}
+
 /*
  * Placement inside the create's transaction: among disks of live nodes with
  * a loaded lvstore, lock the candidates no other create holds (SKIP LOCKED)
@@ -1016,7 +1068,7 @@ static int place(struct db *db, const char *node, uint64_t size, bool thin, stru
 	};
 	struct db_disk *disks = NULL;
 	size_t n = 0, i, best = SIZE_MAX;
-	uint64_t best_avail = 0;
+	uint64_t best_avail = 0, *pending = NULL;
 	int rc, pass;
 
 	if (node && (rc = pg_node_get(db, node, 0, &(struct db_node){ 0 })) < 0)
@@ -1041,11 +1093,17 @@ static int place(struct db *db, const char *node, uint64_t size, bool thin, stru
 		if ((rc = collect(db, sql[pass], &pp, sizeof(struct db_disk), disk_row, NULL,
 				  (void **)&disks, &n)) < 0)
 			goto out;
+		mem_free(pending);
+		pending = n ? mem_zalloc(n * sizeof(*pending)) : NULL;
+		if (n && !pending) {
+			rc = db_fail(db, -ENOMEM, "out of memory");
+			goto out;
+		}
+		if ((rc = disks_pending(db, disks, n, pending)) < 0)
+			goto out;
 		for (i = 0; i < n; i++) {
-			uint64_t avail = 0, pending = 0;
+			uint64_t avail = disks[i].free > pending[i] ? disks[i].free - pending[i] : 0;
 
-			if ((rc = disk_available(db, &disks[i], &avail, &pending)) < 0)
-				goto out;
 			if (!thin && db_round_cluster(size, disks[i].cluster_size) > avail)
 				continue;
 			if (best == SIZE_MAX || avail > best_avail) {
@@ -1061,6 +1119,7 @@ static int place(struct db *db, const char *node, uint64_t size, bool thin, stru
 	*out = disks[best];
 	rc = 0;
 out:
+	mem_free(pending);
 	db_disk_list_free(disks, n);
 	return rc;
 }

@@ -29,6 +29,7 @@ struct pg {
 	bool down_logged;
 	char want_node[DB_NAME_MAX]; /* change filter: this node's rows only ("" = any) */
 	unsigned want_kinds;    /* change filter: DB_CHANGE_* (0 = not set: all) */
+	char sqlstate[6];       /* SQLSTATE of the last failed statement ("" = none) */
 };
 
 /* Runs sql with n text parameters (NULL = SQL NULL). With res, the result is

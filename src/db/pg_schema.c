@@ -125,23 +125,22 @@ int pg_schema_latest(void)
 	return (int)COMMON_ARRAY_SIZE(migrations);
 }
 
+/* One query (every diskctl process and agent loop opens the store): a
+ * missing schema_migrations table (SQLSTATE 42P01, outside a transaction:
+ * nothing to roll back) is version 0. */
 int pg_schema_current(struct db *db, int *out)
 {
+	struct pg *p = db->impl;
 	PGresult *r = NULL;
 	int rc;
 
 	rc = pg_query(db, "read schema version",
-		      "SELECT to_regclass('schema_migrations') IS NOT NULL", 0, NULL, &r);
-	if (rc < 0)
-		return rc;
-	if (PQntuples(r) == 0 || strcmp(PQgetvalue(r, 0, 0), "t")) {
-		PQclear(r);
+		      "SELECT COALESCE(MAX(version), 0) FROM schema_migrations", 0, NULL, &r);
+	if (rc < 0 && !strcmp(p->sqlstate, "42P01")) {
+		db_err_clear(db);
 		*out = 0;
 		return 0;
 	}
-	PQclear(r);
-	rc = pg_query(db, "read schema version",
-		      "SELECT COALESCE(MAX(version), 0) FROM schema_migrations", 0, NULL, &r);
 	if (rc < 0)
 		return rc;
 	*out = PQntuples(r) ? atoi(PQgetvalue(r, 0, 0)) : 0;
