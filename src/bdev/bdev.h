@@ -26,6 +26,17 @@
  * I/O stats count successful I/O only (SPDK does the same): reads, writes,
  * unmaps; write zeroes and flush are not counted. Latency is in ticks of
  * bdev_tick_rate() per second, measured from submit to completion.
+ *
+ * Zero-copy reads (SPDK's bdev zcopy / "get buffer" idea, synchronous here):
+ * a bdev whose blocks live in memory (malloc) can hand out a pointer to them
+ * with bdev_read_direct() instead of copying into a caller buffer. The caller
+ * gets a reference (struct bdev_mem) that keeps that memory allocated until
+ * bdev_mem_put(), even if the bdev is unregistered meanwhile (the memory then
+ * outlives the bdev; nothing else of the bdev may be used). The bytes are NOT
+ * a snapshot: a write, write zeroes or unmap of the same blocks before the
+ * caller has consumed them may show through (old data, new data or a mix per
+ * byte), as with SPDK's zcopy; callers that need a stable image (a checksum
+ * computed separately from the send, say) must copy.
  */
 #ifndef DE_BDEV_H
 #define DE_BDEV_H
@@ -38,6 +49,7 @@
 #define BDEV_NAME_MAX 256
 
 struct bdev;
+struct bdev_mem; /* a reference on a bdev's memory (bdev_read_direct) */
 
 enum bdev_io_type {
 	BDEV_IO_READ,
@@ -77,6 +89,10 @@ struct bdev_ops {
 		      uint64_t len, bdev_io_cb cb, void *cb_arg);
 	/* Called once from bdev_unregister(); may be NULL. */
 	void (*destroy)(void *ctx);
+	/* Optional (NULL: bdev_read_direct gives -ENOTSUP): range already checked;
+	 * sets *ptr to the bytes at offset and *ref to a new reference. */
+	int (*read_direct)(void *ctx, uint64_t offset, uint64_t len, const void **ptr,
+			   struct bdev_mem **ref);
 };
 
 struct bdev_params {
@@ -164,6 +180,16 @@ int bdev_write(struct bdev *bdev, const void *buf, uint64_t offset, uint64_t len
 int bdev_write_zeroes(struct bdev *bdev, uint64_t offset, uint64_t len, bdev_io_cb cb, void *cb_arg);
 int bdev_unmap(struct bdev *bdev, uint64_t offset, uint64_t len, bdev_io_cb cb, void *cb_arg);
 int bdev_flush(struct bdev *bdev, bdev_io_cb cb, void *cb_arg);
+
+/* Zero-copy read (see the top of this file): synchronous, no callback. On 0,
+ * *ptr points at the len bytes at offset (contiguous) and *ref holds them
+ * until bdev_mem_put(*ref); the read is counted in the I/O stats.
+ * -ENOTSUP if the bdev cannot (only malloc can), -EINVAL on a bad range
+ * (same rules as bdev_read) or NULL arguments. */
+int bdev_read_direct(struct bdev *bdev, uint64_t offset, uint64_t len, const void **ptr,
+		     struct bdev_mem **ref);
+/* Drops a reference from bdev_read_direct(); NULL is a no-op. */
+void bdev_mem_put(struct bdev_mem *ref);
 
 /* ---------------------------------------------------------- kinds */
 

@@ -309,3 +309,30 @@ int bdev_flush(struct bdev *bdev, bdev_io_cb cb, void *cb_arg)
 {
 	return io_submit(bdev, BDEV_IO_FLUSH, NULL, 0, 0, cb, cb_arg);
 }
+
+int bdev_read_direct(struct bdev *bdev, uint64_t offset, uint64_t len, const void **ptr,
+		     struct bdev_mem **ref)
+{
+	uint64_t start;
+	int err;
+
+	if (!bdev || !ptr || !ref)
+		return -EINVAL;
+	if (!bdev->ops->read_direct)
+		return -ENOTSUP;
+	err = io_check_range(bdev, offset, len);
+	if (err)
+		return err;
+	start = bdev_ticks();
+	err = bdev->ops->read_direct(bdev->ctx, offset, len, ptr, ref);
+	if (err)
+		return err;
+	stat_account(bdev, BDEV_IO_READ, len, bdev_ticks() - start);
+	return 0;
+}
+
+void bdev_mem_put(struct bdev_mem *ref)
+{
+	if (ref && --ref->refs == 0)
+		ref->release(ref);
+}

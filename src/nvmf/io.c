@@ -1,7 +1,8 @@
 /*
  * io.c: NVM command set I/O of the target (Read, Write, Flush, Write Zeroes,
  * Dataset Management deallocate), translated to asynchronous bdev calls. The
- * data buffer is the request slot's own; nothing is allocated per I/O.
+ * data buffer is the request slot's own; nothing is allocated per I/O. Reads
+ * of a bdev that exposes its memory (malloc) are sent from it directly.
  */
 #include "nvmf/nvmf_internal.h"
 
@@ -96,6 +97,27 @@ static bool lba_range_ok(struct bdev *bdev, uint64_t slba, uint64_t nlb)
 	return slba < nb && nlb <= nb - slba;
 }
 
+/* Zero-copy read: the C2HData PDU's iovec points into the bdev's memory
+ * (malloc), so the kernel's copy into the socket is the only one. Not with a
+ * data digest: a write to the same blocks between computing the CRC and the
+ * kernel's copy would turn into a digest error at the host, so those reads
+ * copy into the slot buffer first (CRC and data then agree). Completes the
+ * request and returns true, or false when the bdev cannot (-ENOTSUP). */
+static bool read_direct(struct nvmf_req *req, struct bdev *bdev, uint64_t offset)
+{
+	const void *p;
+
+	if (req->conn->ddgst || !req->c2h)
+		return false;
+	if (bdev_read_direct(bdev, offset, req->data_len, &p, &req->zc_ref) != 0)
+		return false;
+	req->zc_data = p;
+	req->conn->tgt->stats.completed_nvme_io++;
+	req->conn->tgt->stats.zcopy_reads++;
+	nvmf_req_complete(req);
+	return true;
+}
+
 void nvmf_io_exec(struct nvmf_req *req)
 {
 	const struct nvme_sqe *sqe = (const void *)req->sqe;
@@ -126,6 +148,8 @@ void nvmf_io_exec(struct nvmf_req *req)
 			io_fail(req, NVME_SC_DATA_SGL_LENGTH_INVALID, true);
 			return;
 		}
+		if (sqe->opc == NVME_OPC_READ && read_direct(req, bdev, slba * bs))
+			return;
 		if (sqe->opc == NVME_OPC_READ)
 			io_submitted(req, bdev_read(bdev, req->buf, slba * bs, req->data_len, io_done, req));
 		else

@@ -273,6 +273,7 @@ struct nvmf_stats {
 	uint64_t current_io_qpairs;
 	uint64_t pending_bdev_io;      /* bdev I/O in flight now */
 	uint64_t completed_nvme_io;    /* I/O commands completed */
+	uint64_t zcopy_reads;          /* reads sent straight from the bdev's memory */
 	uint64_t tick_rate;            /* ticks per second of the counters (1e9: ns) */
 };
 void nvmf_tgt_stats(const struct nvmf_tgt *tgt, struct nvmf_stats *out);

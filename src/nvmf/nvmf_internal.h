@@ -138,6 +138,10 @@ struct nvmf_req {
 	uint8_t cqe[16];
 	uint8_t *buf;       /* data buffer, reused between commands */
 	uint32_t buf_cap;
+	/* Zero-copy read: the C2H data is zc_data (the bdev's own memory) instead
+	 * of buf; zc_ref keeps it allocated until the send is written or dropped. */
+	const uint8_t *zc_data;
+	struct bdev_mem *zc_ref;
 	uint32_t data_len;  /* bytes transferred by this command */
 	uint32_t h2c_got;   /* bytes of H2C data received */
 	bool c2h;           /* controller-to-host data to send on success */
@@ -297,6 +301,8 @@ void nvmf_conn_io_put(struct nvmf_conn *conn);
 void nvmf_req_complete(struct nvmf_req *req);
 /* Status helpers: sets CQE status (sct, sc, dnr). */
 void nvmf_req_set_status(struct nvmf_req *req, uint8_t sct, uint8_t sc, bool dnr);
+/* Drops a zero-copy read's reference on the bdev memory (no-op without). */
+void nvmf_req_zc_release(struct nvmf_req *req);
 /* Ensures req->buf holds `len` bytes. -ENOMEM. */
 int nvmf_req_buf_reserve(struct nvmf_req *req, uint32_t len);
 

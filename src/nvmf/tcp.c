@@ -71,8 +71,10 @@ static void conn_free(struct ev_loop *loop, void *arg)
 		tgt->conns = conn->next;
 	if (conn->next)
 		conn->next->prev = conn->prev;
-	for (unsigned i = 0; i < conn->nreqs; i++)
+	for (unsigned i = 0; i < conn->nreqs; i++) {
+		nvmf_req_zc_release(&conn->reqs[i]);
 		mem_free(conn->reqs[i].buf);
+	}
 	mem_free(conn->reqs);
 	mem_free(conn);
 	if (!tgt->conns && tgt->rbuf) {
@@ -197,6 +199,8 @@ void nvmf_conn_close(struct nvmf_conn *conn, const char *why)
 		struct nvmf_send *next = s->next;
 		s->queued = false;
 		s->next = NULL;
+		if (s->req)
+			nvmf_req_zc_release(s->req);
 		s = next;
 	}
 	conn->sq_head = conn->sq_tail = NULL;
@@ -220,9 +224,20 @@ static void send_queue(struct nvmf_conn *conn, struct nvmf_send *s)
 	conn->sq_tail = s;
 }
 
+void nvmf_req_zc_release(struct nvmf_req *req)
+{
+	if (!req->zc_ref)
+		return;
+	bdev_mem_put(req->zc_ref);
+	req->zc_ref = NULL;
+	req->zc_data = NULL;
+}
+
 static void req_free(struct nvmf_req *req)
 {
 	struct nvmf_conn *conn = req->conn;
+
+	nvmf_req_zc_release(req);
 
 	if (req->buf_cap > NVMF_SMALL_BUF && conn->buf_bytes > NVMF_CONN_BUF_CACHE) {
 		conn->buf_bytes -= req->buf_cap;
@@ -383,6 +398,7 @@ void nvmf_req_complete(struct nvmf_req *req)
 	bool skip_resp = false;
 
 	if (conn->closed) {
+		nvmf_req_zc_release(req);
 		req->state = NVMF_REQ_FREE;
 		return; /* the slot array goes with the connection */
 	}
@@ -423,10 +439,11 @@ void nvmf_req_complete(struct nvmf_req *req)
 			s->iov[s->iovcnt].iov_base = (void *)zero_pad;
 			s->iov[s->iovcnt++].iov_len = pdo - NVME_TCP_PSH24_HLEN - hd;
 		}
-		s->iov[s->iovcnt].iov_base = req->buf;
+		const uint8_t *data = req->zc_ref ? req->zc_data : req->buf;
+		s->iov[s->iovcnt].iov_base = (void *)data;
 		s->iov[s->iovcnt++].iov_len = req->data_len;
 		if (dd) {
-			nvme_put_le32(req->ddgst, tcp_digest(req->buf, req->data_len));
+			nvme_put_le32(req->ddgst, tcp_digest(data, req->data_len));
 			s->iov[s->iovcnt].iov_base = req->ddgst;
 			s->iov[s->iovcnt++].iov_len = NVME_TCP_DIGEST_LEN;
 		}

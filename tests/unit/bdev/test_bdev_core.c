@@ -355,6 +355,74 @@ static void test_malloc_data(void **state)
 	assert_int_equal(t_rw(b, BDEV_IO_FLUSH, NULL, 0, 0), 0);
 }
 
+/* bdev_read_direct: a pointer into malloc memory, -ENOTSUP elsewhere, the
+ * same range rules as bdev_read, counted as a read, and a reference that
+ * keeps the memory past the bdev's deletion. */
+static void test_read_direct(void **state)
+{
+	struct bdev *b, *f, *v;
+	struct bdev_mem *ref = NULL, *ref2 = NULL;
+	const void *p = NULL;
+	uint8_t w[8192];
+	struct bdev_params vp = { .name = "vd", .block_size = 512, .num_blocks = 8, .ops = &null_ops };
+
+	assert_int_equal(bdev_malloc_create("zd", NULL, 64, 4096, &b), 0);
+	for (size_t i = 0; i < sizeof(w); i++)
+		w[i] = (uint8_t)(i * 11 + 1);
+	assert_int_equal(t_rw(b, BDEV_IO_WRITE, w, 4096 * 10, 8192), 0);
+	bdev_stat_reset(b);
+	assert_int_equal(bdev_read_direct(b, 4096 * 10, 8192, &p, &ref), 0);
+	assert_non_null(ref);
+	assert_memory_equal(p, w, 8192);
+	assert_int_equal(bdev_stat(b)->num_read_ops, 1);
+	assert_int_equal(bdev_stat(b)->bytes_read, 8192);
+	assert_int_equal(bdev_io_outstanding(b), 0); /* synchronous: nothing in flight */
+	/* not a snapshot: a later write shows through (documented) */
+	memset(w, 0xA5, 4096);
+	assert_int_equal(t_rw(b, BDEV_IO_WRITE, w, 4096 * 10, 4096), 0);
+	assert_int_equal(((const uint8_t *)p)[0], 0xA5);
+	bdev_mem_put(ref);
+	bdev_mem_put(NULL);
+
+	/* range and argument checks (nothing counted, no reference taken) */
+	ref = NULL;
+	assert_int_equal(bdev_read_direct(b, 0, 0, &p, &ref), -EINVAL);
+	assert_int_equal(bdev_read_direct(b, 512, 4096, &p, &ref), -EINVAL);
+	assert_int_equal(bdev_read_direct(b, 0, 4096 + 512, &p, &ref), -EINVAL);
+	assert_int_equal(bdev_read_direct(b, 4096 * 63, 8192, &p, &ref), -EINVAL);
+	assert_int_equal(bdev_read_direct(b, 4096 * 64, 4096, &p, &ref), -EINVAL);
+	assert_int_equal(bdev_read_direct(b, UINT64_MAX - 4095, 4096, &p, &ref), -EINVAL);
+	assert_int_equal(bdev_read_direct(b, 0, 4096, NULL, &ref), -EINVAL);
+	assert_int_equal(bdev_read_direct(b, 0, 4096, &p, NULL), -EINVAL);
+	assert_int_equal(bdev_read_direct(NULL, 0, 4096, &p, &ref), -EINVAL);
+	assert_null(ref);
+	assert_int_equal(bdev_read_direct(b, 4096 * 63, 4096, &p, &ref), 0); /* last block */
+	bdev_mem_put(ref);
+	assert_int_equal(bdev_stat(b)->num_read_ops, 2);
+
+	/* kinds without it */
+	assert_int_equal(bdev_fault_create("zf", 16, 512, &f), 0);
+	assert_int_equal(bdev_read_direct(f, 0, 512, &p, &ref), -ENOTSUP);
+	assert_int_equal(bdev_register(&vp, &v), 0);
+	assert_int_equal(bdev_read_direct(v, 0, 512, &p, &ref), -ENOTSUP);
+
+	/* lifetime: references keep the memory after the bdev is deleted. 64 MiB
+	 * is above glibc's largest mmap threshold, so a premature free would
+	 * unmap it and the reads below would crash (ASan: use after free). */
+	assert_int_equal(bdev_malloc_create("zbig", NULL, 16384, 4096, &b), 0);
+	memset(w, 0x3C, 4096);
+	assert_int_equal(t_rw(b, BDEV_IO_WRITE, w, 64ull << 20 >> 1, 4096), 0);
+	assert_int_equal(bdev_read_direct(b, 64ull << 20 >> 1, 4096, &p, &ref), 0);
+	assert_int_equal(bdev_read_direct(b, 64ull << 20 >> 1, 4096, &p, &ref2), 0);
+	assert_ptr_equal(ref, ref2);
+	assert_int_equal(bdev_malloc_delete("zbig"), 0); /* a reference is not I/O: no -EBUSY */
+	assert_null(bdev_find("zbig"));
+	assert_memory_equal(p, w, 4096);
+	bdev_mem_put(ref);
+	assert_memory_equal(p, w, 4096);
+	bdev_mem_put(ref2); /* the memory goes now */
+}
+
 static void test_stats(void **state)
 {
 	struct bdev *b;
@@ -535,6 +603,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_io_validation, t_setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_completion_never_inline, t_setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_malloc_data, t_setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_read_direct, t_setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_stats, t_setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_num_blocks_set, t_setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_outstanding_and_refusal, t_setup, t_teardown),

@@ -295,7 +295,7 @@ int mh_connect(struct mh *h, uint16_t qid, uint16_t cntlid, const char *subnqn, 
 	cmd.opc = NVME_OPC_FABRICS;
 	cmd.fctype = NVME_FCTYPE_CONNECT;
 	cmd.qid = qid;
-	cmd.sqsize = 31;
+	cmd.sqsize = h->sqsize ? h->sqsize : 31;
 	cmd.kato = kato;
 	for (int i = 0; i < 16; i++)
 		d.hostid[i] = (uint8_t)(i + 1);

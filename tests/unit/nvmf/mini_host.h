@@ -17,6 +17,7 @@ struct mh {
 	int fd;
 	bool hd, dd;
 	uint16_t next_cid;
+	uint16_t sqsize; /* 0's based SQSIZE for mh_connect (0: 31); set after mh_open */
 };
 
 /* TCP connect to 127.0.0.1:port with a 5 s receive timeout. 0 or -errno. */

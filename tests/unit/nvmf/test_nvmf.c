@@ -403,7 +403,9 @@ static void roundtrip_on(const char *bdev_name, bool digests)
 {
 	struct nvmf_subsystem *s = make_subsys(SUBNQN, true, bdev_name);
 	struct rt_result r = { .digests = digests };
+	struct nvmf_stats st0;
 
+	nvmf_tgt_stats(tgt, &st0);
 	run_host(host_roundtrip, &r);
 	assert_int_equal(r.rc_connect, 0);
 	assert_int_equal(r.block_size, bdev_block_size(bdev_find(bdev_name)));
@@ -421,6 +423,9 @@ static void roundtrip_on(const char *bdev_name, bool digests)
 	struct nvmf_stats st;
 	nvmf_tgt_stats(tgt, &st);
 	assert_true(st.completed_nvme_io > 5);
+	/* malloc reads are sent from the bdev's memory (3 reads), except with a
+	 * data digest (copied, so digest and data agree) */
+	assert_int_equal(st.zcopy_reads - st0.zcopy_reads, digests ? 0 : 3);
 	assert_int_equal(st.current_io_qpairs, 0);
 	assert_int_equal(st.pending_bdev_io, 0);
 	assert_int_equal(nvmf_subsystem_destroy(s), 0);
@@ -1058,6 +1063,161 @@ static void test_partial_sends_bulk_reads(void **state)
 	assert_int_equal(nvmf_subsystem_destroy(s), 0);
 }
 
+/* ------------------------------- zero-copy reads vs. bdev deletion */
+
+/* ZC_N reads of ZC_LEN are executed (sent from the malloc bdev's memory)
+ * while the host does not read: far more than the kernel buffers (host
+ * SO_RCVBUF 64 KiB, sender at most tcp_wmem max, 4 MiB here), so most of
+ * them wait in the target's send queue. Then the namespace is removed and
+ * the bdev deleted (as bdev_malloc_delete over RPC does); the host must still
+ * get every byte right. The bdev is 64 MiB: glibc mmaps it, so memory freed
+ * under the queued sends would be unmapped and sendmsg would fail (EFAULT:
+ * the connection closes) or ASan would report the use after free. */
+#define ZC_N 100
+#define ZC_LEN 131072u
+#define ZC_BDEV "ZcBig"
+
+struct zc_args {
+	struct nvmf_subsystem *s;
+	int rc, rc_fill, rc_send, rc_recv, rc_del, rc_after;
+	uint64_t zc_at_delete, zc_before;
+	int data_ok, resp_ok, dup;
+	uint16_t after_status;
+};
+
+static uint8_t zc_pattern(uint32_t i, uint32_t off)
+{
+	return (uint8_t)(i * 37 + off * 3 + (off >> 12));
+}
+
+static void zc_delete_on_loop(void *arg)
+{
+	struct zc_args *a = arg;
+	struct nvmf_stats st;
+
+	nvmf_tgt_stats(tgt, &st);
+	a->zc_at_delete = st.zcopy_reads - a->zc_before;
+	a->rc_del = nvmf_subsystem_ns_remove(a->s, 1);
+	if (!a->rc_del)
+		a->rc_del = bdev_malloc_delete(ZC_BDEV);
+}
+
+static void host_zc_delete(void *arg)
+{
+	struct zc_args *a = arg;
+	struct mh adm, q;
+	uint16_t cntlid = 0;
+	struct nvme_cqe cqe;
+	uint8_t *buf = malloc(ZC_LEN), *out = malloc(ZC_N * 128);
+	uint8_t hdr[160];
+	bool seen_data[ZC_N] = { false }, seen_resp[ZC_N] = { false };
+	size_t off = 0;
+	int small = 64 * 1024;
+
+	a->rc = (buf && out) ? mh_admin_up(&adm, port, SUBNQN, HOSTNQN, 0, &cntlid) : -ENOMEM;
+	if (a->rc)
+		goto out;
+	a->rc = mh_open(&q, port);
+	q.sqsize = ZC_N + 1;
+	setsockopt(q.fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+	if (!a->rc)
+		a->rc = mh_icreq(&q, false, false);
+	if (!a->rc)
+		a->rc = mh_connect(&q, 1, cntlid, SUBNQN, HOSTNQN, 0, &cqe);
+	if (!a->rc && !NVME_STATUS_IS_OK(cqe.status))
+		a->rc = -EIO;
+	if (a->rc)
+		goto close;
+	for (uint32_t i = 0; i < ZC_N && !a->rc_fill; i++) {
+		struct nvme_sqe w = { .opc = NVME_OPC_WRITE, .nsid = 1, .cdw10 = i * (ZC_LEN / 4096),
+				      .cdw12 = ZC_LEN / 4096 - 1 };
+		for (uint32_t k = 0; k < ZC_LEN; k++)
+			buf[k] = zc_pattern(i, k);
+		a->rc_fill = mh_cmd(&q, &w, NULL, 0, buf, ZC_LEN, ZC_LEN, NULL, 0, &cqe);
+		if (!a->rc_fill && !NVME_STATUS_IS_OK(cqe.status))
+			a->rc_fill = -EIO;
+	}
+	if (a->rc_fill)
+		goto close;
+	for (uint32_t i = 0; i < ZC_N; i++) {
+		struct nvme_sqe r = { .opc = NVME_OPC_READ, .nsid = 1, .cid = (uint16_t)(2000 + i),
+				      .flags = NVME_SQE_FLAGS_PSDT_SGL, .cdw10 = i * (ZC_LEN / 4096),
+				      .cdw12 = ZC_LEN / 4096 - 1 };
+		r.sgl1.id = NVME_SGL_ID_TRANSPORT;
+		r.sgl1.length = ZC_LEN;
+		off += mh_build_capsule(&q, &r, NULL, 0, out + off);
+	}
+	a->rc_send = mh_send_all(&q, out, off);
+	usleep(300 * 1000); /* every read executed, the socket full */
+	on_loop(zc_delete_on_loop, a);
+	for (int n = 0; n < 2 * ZC_N && !a->rc_send && !a->rc_recv; n++) {
+		uint32_t dl = 0;
+		int t = mh_recv_pdu(&q, hdr, buf, ZC_LEN, &dl);
+		if (t == NVME_TCP_PDU_C2H_DATA) {
+			const struct nvme_tcp_data_hdr *h = (const void *)hdr;
+			uint32_t i = (uint32_t)h->cccid - 2000u, k;
+			if (i >= ZC_N || seen_data[i] || dl != ZC_LEN || h->datao != 0) {
+				a->dup++;
+				continue;
+			}
+			seen_data[i] = true;
+			for (k = 0; k < ZC_LEN && buf[k] == zc_pattern(i, k); k++)
+				;
+			a->data_ok += k == ZC_LEN;
+		} else if (t == NVME_TCP_PDU_CAPSULE_RESP) {
+			const struct nvme_cqe *c = (const void *)(hdr + 8);
+			uint32_t i = (uint32_t)c->cid - 2000u;
+			if (i >= ZC_N || seen_resp[i] || !seen_data[i]) {
+				a->dup++;
+				continue;
+			}
+			seen_resp[i] = true;
+			a->resp_ok += NVME_STATUS_IS_OK(c->status);
+		} else {
+			a->rc_recv = t < 0 ? t : -EPROTO;
+		}
+	}
+	/* the connection lives on; the namespace is gone */
+	if (!a->rc_recv) {
+		struct nvme_sqe r = { .opc = NVME_OPC_READ, .nsid = 1, .flags = NVME_SQE_FLAGS_PSDT_SGL };
+		r.sgl1.id = NVME_SGL_ID_TRANSPORT;
+		r.sgl1.length = 4096;
+		a->rc_after = mh_cmd(&q, &r, NULL, 0, NULL, 0, 0, buf, ZC_LEN, &cqe);
+		a->after_status = cqe.status;
+	}
+close:
+	mh_close(&q);
+	mh_close(&adm);
+out:
+	free(buf);
+	free(out);
+}
+
+static void test_zcopy_reads_survive_bdev_delete(void **state)
+{
+	struct zc_args a = { 0 };
+	struct nvmf_stats st;
+
+	assert_int_equal(bdev_malloc_create(ZC_BDEV, NULL, 16384, 4096, NULL), 0); /* 64 MiB */
+	a.s = make_subsys(SUBNQN, true, ZC_BDEV);
+	nvmf_tgt_stats(tgt, &st);
+	a.zc_before = st.zcopy_reads;
+	run_host(host_zc_delete, &a);
+	assert_int_equal(a.rc, 0);
+	assert_int_equal(a.rc_fill, 0);
+	assert_int_equal(a.rc_send, 0);
+	assert_int_equal(a.zc_at_delete, ZC_N); /* all executed (zero-copy) before the delete */
+	assert_int_equal(a.rc_del, 0);          /* queued sends do not block the delete */
+	assert_null(bdev_find(ZC_BDEV));
+	assert_int_equal(a.rc_recv, 0);
+	assert_int_equal(a.dup, 0);
+	assert_int_equal(a.data_ok, ZC_N);
+	assert_int_equal(a.resp_ok, ZC_N);
+	assert_int_equal(a.rc_after, 0);
+	assert_int_equal(NVME_STATUS_SC(a.after_status), NVME_SC_INVALID_NAMESPACE_OR_FORMAT);
+	assert_int_equal(nvmf_subsystem_destroy(a.s), 0);
+}
+
 struct disc_args {
 	int rc, rc_id, rc_log, rc_hdr;
 	struct nvme_id_ctrlr cd;
@@ -1659,6 +1819,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_malformed_pdus, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fragmented_and_r2t, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_partial_sends_bulk_reads, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_zcopy_reads_survive_bdev_delete, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_discovery, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_status_codes_and_digests, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_allocation_faults, setup, teardown),
