@@ -50,14 +50,6 @@ struct bdev_io {
 	struct bdev_io *next; /* free list or completion queue */
 };
 
-/* Reference-counted memory of a bdev kind (malloc): the kind holds one
- * reference while registered, every bdev_read_direct() one more; release()
- * runs when the count reaches 0. */
-struct bdev_mem {
-	unsigned refs;
-	void (*release)(struct bdev_mem *mem);
-};
-
 /* io.c */
 int bdev_io_module_init(void);
 void bdev_io_module_fini(void);

@@ -330,9 +330,3 @@ int bdev_read_direct(struct bdev *bdev, uint64_t offset, uint64_t len, const voi
 	stat_account(bdev, BDEV_IO_READ, len, bdev_ticks() - start);
 	return 0;
 }
-
-void bdev_mem_put(struct bdev_mem *ref)
-{
-	if (ref && --ref->refs == 0)
-		ref->release(ref);
-}

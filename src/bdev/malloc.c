@@ -12,6 +12,13 @@
 #include <stdio.h>
 #include <string.h>
 
+/* A reference on a disk's memory (bdev.h). Only malloc gives direct reads,
+ * so the type lives here: the disk holds one reference while registered,
+ * every bdev_read_direct() one more; the memory goes with the last. */
+struct bdev_mem {
+	unsigned refs;
+};
+
 struct malloc_disk {
 	struct bdev_mem mem; /* one reference for the bdev, one per direct read */
 	uint8_t *data;
@@ -55,10 +62,12 @@ static int malloc_read_direct(void *ctx, uint64_t offset, uint64_t len, const vo
 	return 0;
 }
 
-static void malloc_release(struct bdev_mem *mem)
+void bdev_mem_put(struct bdev_mem *ref)
 {
-	struct malloc_disk *m = (struct malloc_disk *)mem;
+	struct malloc_disk *m = (struct malloc_disk *)ref;
 
+	if (!ref || --ref->refs > 0)
+		return;
 	mem_free(m->data);
 	mem_free(m);
 }
@@ -106,7 +115,6 @@ int bdev_malloc_create(const char *name, const char *uuid, uint64_t num_blocks,
 	if (!m)
 		return -ENOMEM;
 	m->mem.refs = 1;
-	m->mem.release = malloc_release;
 	m->size = num_blocks * block_size;
 	m->data = mem_zalloc(m->size);
 	if (!m->data) {
