@@ -464,3 +464,61 @@ def test_subsystem_lifecycle_with_hosts(nvmf_tgt):
     assert bd["claimed"] is False
     for h in (a, b, c, q, q2):
         h.close()
+
+
+# ------------------------------------------- zero-copy reads vs. bdev delete
+
+def nvmeio_pattern(off, length, seed):
+    """nvmeio's write pattern (bench/nvme/nvmeio.c pattern_byte) for offsets < 16 GiB."""
+    assert off % 4 == 0 and length % 4 == 0
+    s = (seed * 0x85EBCA6B) & 0xFFFFFFFF
+    first = off // 4
+    return struct.pack("<%dI" % (length // 4),
+                       *[((j * 0x9E3779B1) & 0xFFFFFFFF) ^ s for j in range(first, first + length // 4)])
+
+
+def test_bdev_delete_with_zero_copy_reads_queued(nvmf_tgt):
+    """Reads of a malloc namespace are sent straight from the bdev's memory.
+    With 96 x 128 KiB of them executed but not yet read by the host (far more
+    than the kernel buffers: host SO_RCVBUF 64 KiB), bdev_malloc_delete must
+    succeed at once and every queued byte must still arrive intact (the 64 MiB
+    buffer is mmapped by glibc: freed early, sendmsg would fail with EFAULT
+    and the connection would drop)."""
+    n, length = 96, 128 * 1024
+    nqn = nvmf_tgt.subsystem(size_mib=64, block_size=4096)
+    bdev = nvmf_tgt.call("nvmf_get_subsystems", {"nqn": nqn})[0]["namespaces"][0]["bdev_name"]
+    r = nvmeio(nvmf_tgt.trid(nqn), "write", 0, n * length, 7)
+    assert r.returncode == 0, r.stderr
+    adm = RawHost(nvmf_tgt.port)
+    adm.admin_up(nqn)
+    q = RawHost(nvmf_tgt.port, timeout=10.0)
+    q.s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    q.icreq()
+    _, status = q.connect(nqn, qid=1, cntlid=adm.cntlid, sqsize=127)
+    assert status == 0
+    blocks = length // 4096
+    q.s.sendall(b"".join(
+        struct.pack("<BBBBI", PDU_CMD, 0, 72, 0, 72) +
+        sqe(0x02, 100 + i, 1, sgl_len=length, cdw10=i * blocks, cdw12=blocks - 1) for i in range(n)))
+    time.sleep(0.5)                                             # all executed, the socket full
+    assert nvmf_tgt.call("bdev_malloc_delete", {"name": bdev}) is True
+    assert bdev not in [b["name"] for b in nvmf_tgt.call("bdev_get_bdevs")]
+    data, status = {}, {}
+    while len(status) < n:
+        t, flags, hdr, d = q.recv_pdu()
+        if t == PDU_C2H:
+            cid, _, datao, datal = struct.unpack_from("<HHII", hdr, 8)
+            assert datao == 0 and datal == length and cid not in data
+            data[cid] = d
+        else:
+            assert t == PDU_RESP, "unexpected PDU type %d" % t
+            cid, st = struct.unpack_from("<HH", hdr, 8 + 12)
+            assert cid in data and cid not in status
+            status[cid] = st
+    assert all(st == 0 for st in status.values())
+    for i in range(n):
+        assert data[100 + i] == nvmeio_pattern(i * length, length, 7), "read %d: wrong data" % i
+    # the queue lives on; the namespace is gone
+    assert sc(q.cmd(0x02, nsid=1, rlen=4096, cdw12=0)[2]) == 0x0B
+    q.close()
+    adm.close()
