@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 
@@ -16,7 +15,9 @@ import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(0, HERE)
 import helpers  # noqa: E402
+from pg_lib import free_port  # noqa: E402,F401 (one definition, shared with bench/fleet)
 
 FAKE = os.path.join(HERE, "fake_spdk.py")
 
@@ -30,14 +31,6 @@ AGENT_METHODS = [
     "nvmf_subsystem_add_ns",
     "nvmf_subsystem_remove_ns", "disktgt_inject_fault",
 ]
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def tgt_binary():
