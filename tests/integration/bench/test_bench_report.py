@@ -135,32 +135,57 @@ SAMPLES = {
             "listing: bdev_get_bdevs p50 45.58 ms with 1001 bdevs (SPDK 28-47 ms)\n"
             "snapshot: sequential 541 /s (100), 128 in flight 1000 /s (400) (SPDK: 124.8 /s sequential)\n"
             "footprint: RSS 7.7 MiB with 2000 lvols (500 of them snapshots), 2877 bytes per lvol over the "
-            "empty lvstore; idle CPU 0.0 % of one core over 1 s\n",
-            {"rpc.seq": 33814, "rpc.pipe64": 213504, "rpc.clients8": 47732, "rpc.idle_cpu": 0.5,
+            "empty lvstore; idle CPU 0.0 % of one core over 1 s\n"
+            "lvol create, sequential: 984 /s (500; SPDK 124.8 /s -> 7.9x, target >= 10x), disktgt CPU 305 us each;"
+            " load 5.1\n"
+            "lvol delete, sequential: 1312 /s (500; SPDK 124.8 /s -> 10.5x), disktgt CPU 250 us each\n"
+            "listing: bdev_lvol_get_lvols p50 4.40 ms with 10000 lvols (5 runs; target < 20 ms: met), disktgt CPU"
+            " 1.8 ms per call; load 5.0\n"
+            "listing: bdev_get_bdevs p50 12.60 ms with 10001 bdevs (5 runs; target < 20 ms: met), disktgt CPU"
+            " 4.6 ms per call; load 5.0\n",
+            {"rpc.seq_create_disk": 984, "rpc.seq_create_disk_cpu": 305, "rpc.seq_delete_disk": 1312,
+             "rpc.bdev_lvol_get_lvols_10000": 4.4, "rpc.bdev_lvol_get_lvols_10000_cpu": 1.8,
+             "rpc.bdev_get_bdevs_10001": 12.6, "rpc.bdev_get_bdevs_10001_cpu": 4.6,
+             "rpc.seq": 33814, "rpc.pipe64": 213504, "rpc.clients8": 47732, "rpc.idle_cpu": 0.5,
              "rpc.get_lvols_1000": 1.55, "rpc.get_bdevs_1001": 45.58, "rpc.snap_seq": 541, "rpc.snap_pipe": 1000,
              "rpc.rss_lvols": 7.7, "rpc.rss_per_lvol": 2877, "rpc.idle_cpu_lvols": 0.0}),
     "blob": ("blob bench: file=/tmp/x lvols=10000 depth=128 cluster=1048576 bytes\n"
              "creates:     21753 /s  (2000 in 0.09 s)   SPDK 10,000-14,000 /s -> ratio 1.81x of 12,000\n"
+             "snapshots:    1522 /s sequential (50, 300 us CPU each), 1574 /s 128 in flight (200, 280 us CPU"
+             " each)   SPDK 124.8 /s sequential\n"
              "memory:       1460 bytes per lvol (heap growth)\n"
              "load:         41.8 ms  clean, 10000 lvols (target < 1,000 ms)\n",
-             {"blob.create": 21753, "blob.mem_per_lvol": 1460, "blob.load_clean": 41.8}),
+             {"blob.snap_seq": 1522, "blob.snap_pipe": 1574, "blob.create": 21753, "blob.mem_per_lvol": 1460, "blob.load_clean": 41.8}),
     "tgt": ("metric                                        disktgt disk disktgt tmpfs              SPDK  ratio\n"
             "lvol create, sequential (calls/s)                      983          1667             124.8  7.88x\n"
-            "bdev_lvol_get_lvols p50, 10000 lvols (ms)*             3.16          1.07         11 @1,000  -\n",
-            {"tgt.seq_create.disk": 983, "tgt.seq_create.tmpfs": 1667, "tgt.get_lvols.tmpfs": 1.07}),
-    "nvme": ("malloc     randread      4K  32        82571      322.5     387.4    4390.9    7929.9       371000    0.22\n"
+            "  disktgt CPU per create, sequential (us)              305            85                 -  -\n"
+            "lvstore create, 1 TiB sparse file (ms)                70.0          56.0                 -  -\n"
+            "bdev_lvol_get_lvols p50, 10000 lvols (ms)*             3.16          1.07         11 @1,000  -\n"
+            "  disktgt CPU per bdev_get_bdevs (ms)                 4.70          4.60                 -  -\n",
+            {"tgt.cpu_seq_create.disk": 305, "tgt.lvs_init_1t.tmpfs": 56.0, "tgt.cpu_get_bdevs.disk": 4.7,
+             "tgt.seq_create.disk": 983, "tgt.seq_create.tmpfs": 1667, "tgt.get_lvols.tmpfs": 1.07}),
+    "nvme": ("malloc     randread      4K  32        82571      322.5     387.4    4390.9    7929.9       371000    0.22"
+             "    202.8      57      4.22       2.98    3 117180-140243\n"
              "thick lvol write        128K   8         2884      360.6    2760.5   11141.1   37224.4            -       -\n"
              "malloc     write zeroes: zeroed 134217728 bytes in 0.275 s: 0.45 GiB/s\n",
-             {"nvme.malloc.randread.4k.qd32.iops": 82571, "nvme.thick_lvol.write.128k.qd8.mibs": 360.6,
+             {"nvme.malloc.randread.4k.qd32.tgt_us": 4.22, "nvme.malloc.randread.4k.qd32.perf_us": 2.98,
+              "nvme.malloc.randread.4k.qd32.iops": 82571, "nvme.thick_lvol.write.128k.qd8.mibs": 360.6,
               "nvme.malloc.zeroes": 0.45}),
     "agent": ("zeroing: 10 GiB grow of a thick lvol READY in 1.2 s: 8.22 GiB/s (NVMe/TCP)\n"
               "create --wait latency: n=50 p50 22.4 ms p99 138.0 ms max 138.0 ms\n"
               "throughput: 200 creates (thick/thin mixed) submitted in 5.13 s, all READY after 5.27 s: 38 creates/s\n"
               "scaling: lvols=100 creates_per_s=210.5 verify_ms=0.8\n"
-              "scaling: lvols=1000 creates_per_s=190 verify_ms=nan\n",
+              "scaling: lvols=1000 creates_per_s=190 verify_ms=nan\n"
+              "create --wait latency tick-only: n=30 p50 376.3 ms p99 967.7 ms max 967.7 ms (wakeup = off, tick 1 s)\n"
+              "resources: lvols=1000 agent idle cpu 6.66 % rss 21.4 MiB; agent busy cpu 35 % rss peak 21.4 MiB; "
+              "disktgt rss 11.2 MiB idle cpu 0.67 % (target=disktgt)\n"
+              "agent throughput: 3000 creates (CREATING rows inserted in 3 steps, node 0 -> 3000 lvols) in 6.61 s: "
+              "454 creates/s, 0.65 ms agent CPU per create\n",
               {"agent.zeroing": 8.22, "agent.create_p50": 22.4, "agent.throughput": 38,
                "agent.scale100.creates_per_s": 210.5, "agent.scale100.verify_ms": 0.8,
-               "agent.scale1000.creates_per_s": 190}),
+               "agent.scale1000.creates_per_s": 190, "agent.create_tick_p50": 376.3,
+               "agent.res1000.idle_cpu": 6.66, "agent.res1000.idle_rss": 21.4, "agent.res1000.tgt_rss": 11.2,
+               "agent.bulk3000": 454, "agent.bulk3000_cpu": 0.65}),
     "fleet": ("create latency (NOTIFY, diskctl --wait, 30 samples): p50 12.5 ms p99 40.0 ms max 41.0 ms; "
               "agent created->READY p50 5 ms p99 9 ms\n"
               "fleet throughput: 300 placed creates on 3 nodes READY in 3.0 s = 100 creates/s (submitted)\n",
@@ -205,3 +230,5 @@ def test_targets_follow_the_issue():
     assert blob["blob.load_clean"]["target"] == {"op": "<", "value": 1000}
     tgt = {f["id"]: f for f in mod.parse_tgt(SAMPLES["tgt"][0])}
     assert tgt["tgt.get_lvols.disk"]["target"] == {"op": "<", "value": 20}
+    assert rpc["rpc.seq_create_disk"]["target"] == {"op": ">=", "value": 1248.0}
+    assert rpc["rpc.bdev_get_bdevs_10001"]["target"] == {"op": "<", "value": 20}
