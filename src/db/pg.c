@@ -1010,9 +1010,9 @@ static int disks_pending(struct db *db, const struct db_disk *disks, size_t n, u
 	size_t i, off = 0, len = n * 22 + 3;
 	int rc, k;
 
-	memset(pending, 0, n * sizeof(*pending));
 	if (!n)
-		return 0;
+		return 0; /* no candidates: pending may be NULL */
+	memset(pending, 0, n * sizeof(*pending));
 	ids = mem_zalloc(len);
 	if (!ids)
 		return db_fail(db, -ENOMEM, "out of memory");
