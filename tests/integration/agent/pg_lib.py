@@ -10,9 +10,12 @@ import atexit
 import glob
 import os
 import shutil
-import socket
 import subprocess
+import sys
 import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from helpers import free_port  # noqa: E402,F401 (one definition for every area)
 
 
 def pg_bindir():
@@ -39,14 +42,6 @@ def skip_reason():
     if os.geteuid() != 0:
         return "need root to run the server as the postgres user (runuser)"
     return None
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class PgCluster:

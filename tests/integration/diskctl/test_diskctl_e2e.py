@@ -5,22 +5,14 @@ thin, hosts) / resize with zeroing progress / snapshot / clone / delete with
 not the 1 s tick), and exit 3 while the agent is down."""
 import json
 import os
-import socket
 import time
 
 import pytest
 
 import helpers
+from helpers import free_port
 
 MiB = 1 << 20
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 @pytest.fixture

@@ -5,25 +5,16 @@ an SPDK client would (NvmfTarget), and real host processes built from src/nvme
 every area has a conftest module and only one of them wins in a combined run)."""
 import os
 import re
-import socket
 import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import helpers  # noqa: E402
+from helpers import free_port  # noqa: E402,F401 (re-exported to the tests)
 
 TOTAL_RE = re.compile(
     r"^Total: (?P<iops>[0-9.]+) IOPS (?P<mibs>[0-9.]+) MiB/s avg (?P<avg>[0-9.]+) us "
     r"p50 (?P<p50>[0-9.]+) us p99 (?P<p99>[0-9.]+) us p99\.9 (?P<p999>[0-9.]+) us$")
-
-
-def free_port():
-    """An unused TCP port on 127.0.0.1 (bind to 0, read it, release it)."""
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def tool(name):

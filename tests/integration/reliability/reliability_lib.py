@@ -11,7 +11,6 @@ import os
 import random
 import re
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -23,6 +22,7 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 import helpers  # noqa: E402
+from helpers import free_port  # noqa: E402
 
 STRESS = os.environ.get("DISKENGINE_STRESS") == "1"
 MiB = 1 << 20
@@ -44,14 +44,6 @@ def record(kind, **fields):
     fields["kind"] = kind
     with _report_lock, open(path, "a") as f:
         f.write(json.dumps(fields) + "\n")
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def tool(name):

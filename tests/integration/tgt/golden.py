@@ -17,6 +17,7 @@ import socket
 import time
 
 import helpers
+from helpers import free_port  # noqa: F401 (used as golden.free_port)
 
 GOLDEN_DIR = os.path.join(helpers.SHARED, "spdk-golden")
 SPDK_AIO_FILE = "/var/tmp/golden/aio0.img"
@@ -26,13 +27,6 @@ UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]
 NGUID_RE = re.compile(r"^[0-9A-F]{32}$")
 TRSVCID_RE = re.compile(r'("trsvcid":\s*")4420(")')
 
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 # ---------------------------------------------------------------------------
 # THE list of allowed differences (the only place where any is tolerated).
