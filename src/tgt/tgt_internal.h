@@ -33,10 +33,10 @@ struct tgt_aio {
 
 /* What nvmf_create_subsystem was given that src/nvmf does not keep: no
  * max_namespaces (SPDK then has no limit and leaves the key out of
- * nvmf_get_subsystems), dmrsl / wzsl (reported as given). */
+ * nvmf_get_subsystems), dmrsl / wzsl (reported as given). Reached through
+ * the subsystem's ctx pointer; listed in struct tgt only to be freed. */
 struct tgt_nqn {
 	struct tgt_nqn *next, *prev;
-	char *nqn;
 	bool no_max_ns;
 	uint32_t dmrsl;
 	uint8_t wzsl;
@@ -61,7 +61,7 @@ struct tgt {
 	struct tgt_opts opts;
 	struct tgt_aio *aios;
 	struct tgt_fault *faults;
-	struct tgt_nqn *no_max_ns;
+	struct tgt_nqn *subsys_extras; /* every subsystem's, see tgt_subsys_extra() */
 	unsigned malloc_next;   /* SPDK names unnamed malloc bdevs MallocN */
 	bool bdev_up, lvol_up;
 	bool stopping;          /* tgt_destroy() runs: no method may touch the layers */

@@ -77,17 +77,16 @@ static void subsys_extra_unlink(struct tgt *t, struct tgt_nqn *n)
 	if (n->prev)
 		n->prev->next = n->next;
 	else
-		t->no_max_ns = n->next;
+		t->subsys_extras = n->next;
 	if (n->next)
 		n->next->prev = n->prev;
-	mem_free(n->nqn);
 	mem_free(n);
 }
 
 void tgt_subsys_forget_all(struct tgt *t)
 {
-	while (t->no_max_ns)
-		subsys_extra_unlink(t, t->no_max_ns);
+	while (t->subsys_extras)
+		subsys_extra_unlink(t, t->subsys_extras);
 }
 
 /* ------------------------------------------------------------ transports */
@@ -371,8 +370,7 @@ static void m_create_subsystem(struct rpc_request *req, json_t *params, void *ct
 	{
 		struct tgt_nqn *n = mem_zalloc(sizeof(*n));
 
-		if (!n || !(n->nqn = mem_strdup(p.nqn))) {
-			mem_free(n);
+		if (!n) {
 			rpc_request_errno(req, -ENOMEM);
 			goto out;
 		}
@@ -381,13 +379,12 @@ static void m_create_subsystem(struct rpc_request *req, json_t *params, void *ct
 		n->wzsl = p.wzsl;
 		rc = nvmf_subsystem_create(t->nvmf, p.nqn, &o, &s);
 		if (rc) {
-			mem_free(n->nqn);
 			mem_free(n);
 		} else {
-			n->next = t->no_max_ns;
+			n->next = t->subsys_extras;
 			if (n->next)
 				n->next->prev = n;
-			t->no_max_ns = n;
+			t->subsys_extras = n;
 			nvmf_subsystem_ctx_set(s, n);
 		}
 	}
