@@ -1,7 +1,6 @@
 """Fixtures of the reliability suite; the shared code (Node, invariant checker,
 figure recorder) is in reliability_lib.py, imported by the test modules."""
 import os
-import shutil
 import sys
 
 import pytest
@@ -11,10 +10,6 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
 import helpers  # noqa: E402
 from reliability_lib import Node, require  # noqa: E402
-
-
-def _keep(d):
-    return os.environ.get("DISKENGINE_KEEP_TMP")
 
 
 @pytest.fixture
@@ -41,11 +36,7 @@ def make_node():
         assert not problems, "\n".join(problems)
     finally:
         for n in made:
-            n.kill_all()
-            if _keep(n.dir):
-                print("kept", n.dir)
-            else:
-                shutil.rmtree(n.dir, ignore_errors=True)
+            n.discard()
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ import json
 import os
 import random
 import re
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -159,6 +160,15 @@ class Node:
         if self.tgt is not None:
             self.tgt.kill()
             self.tgt = None
+
+    def discard(self, keep=False):
+        """Kills both processes, then removes the node's directory unless
+        keep or DISKENGINE_KEEP_TMP asks to keep it (then prints its path)."""
+        self.kill_all()
+        if keep or os.environ.get("DISKENGINE_KEEP_TMP"):
+            print("kept", self.dir)
+        else:
+            shutil.rmtree(self.dir, ignore_errors=True)
 
     # ------------------------------------------------------------ diskctl
     def ctl(self, *args, check=True, timeout=120):

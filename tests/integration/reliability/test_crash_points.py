@@ -15,7 +15,6 @@ DISKENGINE_STRESS=1: every point at counts 1..3 (later passes of the same
 point: other lvols, other zero chunks), twice."""
 import concurrent.futures
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -177,11 +176,7 @@ def run_point(point, count, report=True, short=False, restart_sig=signal.SIGTERM
     except Exception as e:  # noqa: BLE001
         outcome, detail = "setup-failed", str(e)[-2500:]
     finally:
-        n.kill_all()
-        if os.environ.get("DISKENGINE_KEEP_TMP") or (outcome != "ok" and os.environ.get("DISKENGINE_KEEP_FAILED")):
-            print("kept", d)
-        else:
-            shutil.rmtree(d, ignore_errors=True)
+        n.discard(keep=outcome != "ok" and bool(os.environ.get("DISKENGINE_KEEP_FAILED")))
     dt = time.time() - t0
     if report:
         record("crash_point", point=point, count=count, outcome=outcome, seconds=round(dt, 1),
