@@ -65,11 +65,24 @@ struct ctl {
 	const struct ctl_cmd *cmd;
 };
 
-/* Errors: print "diskctl: <message>" (one line) and return the exit code. */
+/* Errors: print "diskctl: <message>" (one line) and return the exit code.
+ * The last message is also kept (ctl_err_last) and, inside a batch, prefixed
+ * with the batch's context ("line 7: "). */
 int ctl_err(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* The db's last error, mapped to exit 1. */
 int ctl_db_err(struct ctl *ctl, int rc, const char *what);
 int ctl_usage(const struct ctl_cmd *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+const char *ctl_err_last(void);          /* "" when none since ctl_err_context() */
+void ctl_err_context(const char *prefix); /* also clears the last message */
+
+/* Command line: global options out of words[] (--db refused unless db_ok),
+ * then the command and its arguments. ctl_command returns CTL_RUN when *out
+ * is ready to run, else an exit code (help printed: 0, bad input: 2). */
+#define CTL_RUN (-1)
+int ctl_globals(int n, char **words, bool db_ok, struct ctl *ctl, bool *help, char **rest,
+		int *nrest);
+int ctl_command(int nrest, char **rest, bool help, const struct ctl_cmd **out,
+		struct ctl_args *args);
 
 /* Options. */
 const struct ctl_optval *ctl_opt(const struct ctl_args *a, const char *name);
@@ -86,6 +99,9 @@ int ctl_abs_path(const char *what, const char *in, char *out, size_t len);
 
 /* Output. */
 void ctl_json_print(json_t *v); /* steals v */
+/* While arr is set, ctl_json_print appends to it instead of printing (a JSON
+ * batch wraps each command's output); NULL prints again. */
+void ctl_json_capture(json_t *arr);
 const char *ctl_size(uint64_t bytes, char *buf, size_t len);
 const char *ctl_age(int64_t ms, char *buf, size_t len);
 json_t *ctl_lvol_json(const struct db_lvol *l);
@@ -98,7 +114,10 @@ json_t *ctl_event_json(const struct db_event *e);
 int ctl_wait_lvol(struct ctl *ctl, int64_t id, enum db_lvol_state want, int seconds);
 int ctl_wait_snapshot(struct ctl *ctl, int64_t id, enum db_snapshot_state want, int seconds);
 
-/* Command table (commands.c). */
+/* `diskctl batch`: commands from stdin on one database connection. */
+int ctl_batch(struct ctl *ctl, struct ctl_args *a);
+
+/* Command table (main.c). */
 extern const struct ctl_cmd ctl_cmds[];
 extern const size_t ctl_ncmds;
 

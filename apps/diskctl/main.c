@@ -57,6 +57,7 @@ static const struct ctl_optspec o_snap_list[] = { { "node", CTL_VALUE }, { "lvol
 						  { "all", CTL_FLAG } };
 static const struct ctl_optspec o_clone[] = { { "host", CTL_MULTI }, { "wait", CTL_OPTVALUE } };
 static const struct ctl_optspec o_events[] = { { "all", CTL_FLAG } };
+static const struct ctl_optspec o_batch[] = { { "keep-going", CTL_FLAG } };
 
 const struct ctl_cmd ctl_cmds[] = {
 	{ "node", "add", "node add NAME --rpc-socket PATH [--nqn-prefix NQN]",
@@ -122,6 +123,18 @@ const struct ctl_cmd ctl_cmds[] = {
 	{ NULL, "status", "status [--json]",
 	  "Per node and disk: liveness, capacity, free space, lvols by state, open events.", o_none, 0,
 	  0, 0, true, ctl_status },
+	{ NULL, "batch", "batch [--keep-going]",
+	  "Run commands read from stdin, one per line, on one database connection: no process\n"
+	  "start and no new connection per command, so a script or an orchestrator creating\n"
+	  "many volumes pays neither. A line is a diskctl command line without 'diskctl' and\n"
+	  "without --db: words split at blanks, '...' and \"...\" quote, # starts a comment.\n"
+	  "Output is flushed after each command, so a program can write a line and read its\n"
+	  "answer. With --json every command answers with one line:\n"
+	  "  {\"line\": N, \"exit\": CODE, \"result\": <its --json output or null>, \"ms\": T}\n"
+	  "and \"error\": MESSAGE when CODE is not 0 (errors also go to stderr, \"line N: \"\n"
+	  "first). The batch stops at the first failing command and exits with its code;\n"
+	  "--keep-going runs every line and exits with the first failure's code (0 if none).",
+	  OPTS(o_batch), 0, 0, false, ctl_batch },
 };
 const size_t ctl_ncmds = COMMON_ARRAY_SIZE(ctl_cmds);
 
@@ -181,95 +194,103 @@ static const struct ctl_cmd *find_cmd(const char *group, const char *name)
 	return NULL;
 }
 
+/* Scans the global options (--db, --json, --help; anywhere on the line, "--"
+ * ends them) out of words[0..n): the rest go to rest[] in order. --db is
+ * refused when db_ok is false (inside a batch). 0 or an exit code. */
+int ctl_globals(int n, char **words, bool db_ok, struct ctl *ctl, bool *help, char **rest,
+		int *nrest)
+{
+	int i;
+
+	for (i = 0; i < n; i++) {
+		const char *a = words[i];
+
+		if (!strcmp(a, "--")) {
+			/* everything after is for the command */
+			for (; i < n; i++)
+				rest[(*nrest)++] = words[i];
+			break;
+		}
+		if (!strcmp(a, "--json")) {
+			ctl->json = true;
+		} else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+			*help = true;
+		} else if (!strcmp(a, "--db") || !strncmp(a, "--db=", 5)) {
+			if (!db_ok)
+				return ctl_usage(NULL, "--db is given once, to the batch itself");
+			if (ctl->db_path)
+				return ctl_usage(NULL, "option --db given twice");
+			if (a[4] == '=')
+				ctl->db_path = a + 5;
+			else if (i + 1 >= n)
+				return ctl_usage(NULL, "option --db needs a value");
+			else
+				ctl->db_path = words[++i];
+		} else {
+			rest[(*nrest)++] = words[i];
+		}
+	}
+	return 0;
+}
+
+int ctl_command(int nrest, char **rest, bool help, const struct ctl_cmd **out,
+		struct ctl_args *args)
+{
+	const struct ctl_cmd *cmd;
+	int i;
+
+	if (nrest == 0) {
+		if (!help)
+			return ctl_usage(NULL, "missing command");
+		main_help(stdout);
+		return EXIT_OK;
+	}
+	if (is_group(rest[0])) {
+		if (nrest < 2 || rest[1][0] == '-') {
+			if (!help)
+				return ctl_usage(NULL, "'%s' needs a subcommand", rest[0]);
+			group_help(rest[0]);
+			return EXIT_OK;
+		}
+		cmd = find_cmd(rest[0], rest[1]);
+		if (!cmd)
+			return ctl_usage(NULL, "unknown command '%s %.64s'", rest[0], rest[1]);
+		i = 2;
+	} else {
+		cmd = find_cmd(NULL, rest[0]);
+		if (!cmd)
+			return ctl_usage(NULL, "unknown command '%.64s'", rest[0]);
+		i = 1;
+	}
+	if (help) {
+		cmd_help(cmd);
+		return EXIT_OK;
+	}
+	*out = cmd;
+	/* Parse everything before touching the database: bad input changes nothing. */
+	if ((i = ctl_parse(cmd, nrest - i, rest + i, args)) != 0)
+		return i;
+	return CTL_RUN;
+}
+
 int main(int argc, char **argv)
 {
 	struct ctl ctl = { 0 };
 	struct ctl_args args;
 	const struct ctl_cmd *cmd = NULL;
 	char **rest;
-	int nrest = 0, i, rc, code;
+	int nrest = 0, rc, code;
 	bool help = false;
 
 	log_level_set(LOG_LEVEL_WARN);
 	rest = calloc((size_t)argc + 1, sizeof(*rest));
 	if (!rest)
 		return ctl_err(EXIT_ERR, "out of memory");
-	for (i = 1; i < argc; i++) {
-		const char *a = argv[i];
-
-		if (!strcmp(a, "--")) {
-			/* everything after is for the command */
-			for (; i < argc; i++)
-				rest[nrest++] = argv[i];
-			break;
-		}
-		if (!strcmp(a, "--json")) {
-			ctl.json = true;
-		} else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-			help = true;
-		} else if (!strcmp(a, "--db")) {
-			if (i + 1 >= argc) {
-				free(rest);
-				return ctl_usage(NULL, "option --db needs a value");
-			}
-			if (ctl.db_path) {
-				free(rest);
-				return ctl_usage(NULL, "option --db given twice");
-			}
-			ctl.db_path = argv[++i];
-		} else if (!strncmp(a, "--db=", 5)) {
-			if (ctl.db_path) {
-				free(rest);
-				return ctl_usage(NULL, "option --db given twice");
-			}
-			ctl.db_path = a + 5;
-		} else {
-			rest[nrest++] = argv[i];
-		}
-	}
-	code = EXIT_USAGE;
-	if (nrest == 0) {
-		if (help) {
-			main_help(stdout);
-			code = EXIT_OK;
-		} else {
-			code = ctl_usage(NULL, "missing command");
-		}
+	if ((code = ctl_globals(argc - 1, argv + 1, true, &ctl, &help, rest, &nrest)) != 0)
 		goto out;
-	}
-	if (is_group(rest[0])) {
-		if (nrest < 2 || rest[1][0] == '-') {
-			if (help) {
-				group_help(rest[0]);
-				code = EXIT_OK;
-			} else {
-				code = ctl_usage(NULL, "'%s' needs a subcommand", rest[0]);
-			}
-			goto out;
-		}
-		cmd = find_cmd(rest[0], rest[1]);
-		if (!cmd) {
-			code = ctl_usage(NULL, "unknown command '%s %.64s'", rest[0], rest[1]);
-			goto out;
-		}
-		i = 2;
-	} else {
-		cmd = find_cmd(NULL, rest[0]);
-		if (!cmd) {
-			code = ctl_usage(NULL, "unknown command '%.64s'", rest[0]);
-			goto out;
-		}
-		i = 1;
-	}
-	if (help) {
-		cmd_help(cmd);
-		code = EXIT_OK;
+	if ((code = ctl_command(nrest, rest, help, &cmd, &args)) != CTL_RUN)
 		goto out;
-	}
 	ctl.cmd = cmd;
-	/* Parse everything before touching the database: bad input changes nothing. */
-	if ((code = ctl_parse(cmd, nrest - i, rest + i, &args)) != 0)
-		goto out;
 	if (!ctl.db_path) {
 		const char *env = getenv("DISKENGINE_DB");
 

@@ -26,16 +26,31 @@ static void one_line(char *s)
 			*s = '?';
 }
 
+/* The batch context of error lines and the last message (a JSON batch puts
+ * it into the command's result). diskctl is single-threaded. */
+static char err_prefix[64];
+static char err_last[1024];
+
+const char *ctl_err_last(void)
+{
+	return err_last;
+}
+
+void ctl_err_context(const char *prefix)
+{
+	snprintf(err_prefix, sizeof(err_prefix), "%s", prefix ? prefix : "");
+	err_last[0] = '\0';
+}
+
 int ctl_err(int code, const char *fmt, ...)
 {
-	char buf[1024];
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(buf, sizeof(buf), fmt, ap);
+	vsnprintf(err_last, sizeof(err_last), fmt, ap);
 	va_end(ap);
-	one_line(buf);
-	fprintf(stderr, "diskctl: %s\n", buf);
+	one_line(err_last);
+	fprintf(stderr, "diskctl: %s%s\n", err_prefix, err_last);
 	return code;
 }
 
@@ -50,18 +65,15 @@ int ctl_db_err(struct ctl *ctl, int rc, const char *what)
 
 int ctl_usage(const struct ctl_cmd *cmd, const char *fmt, ...)
 {
-	char buf[1024];
+	char buf[sizeof(err_last) - 128];
 	va_list ap;
 
 	va_start(ap, fmt);
 	vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
-	one_line(buf);
 	if (cmd)
-		fprintf(stderr, "diskctl: %s (usage: diskctl %s)\n", buf, cmd->synopsis);
-	else
-		fprintf(stderr, "diskctl: %s (see diskctl --help)\n", buf);
-	return EXIT_USAGE;
+		return ctl_err(EXIT_USAGE, "%s (usage: diskctl %s)", buf, cmd->synopsis);
+	return ctl_err(EXIT_USAGE, "%s (see diskctl --help)", buf);
 }
 
 /* ------------------------------------------------------------ options */
@@ -265,12 +277,23 @@ int ctl_abs_path(const char *what, const char *in, char *out, size_t len)
 
 /* -------------------------------------------------------------- output */
 
+static json_t *json_capture;
+
+void ctl_json_capture(json_t *arr)
+{
+	json_capture = arr;
+}
+
 void ctl_json_print(json_t *v)
 {
 	char *s;
 
 	if (!v) {
 		ctl_err(EXIT_ERR, "out of memory");
+		return;
+	}
+	if (json_capture) {
+		json_array_append_new(json_capture, v);
 		return;
 	}
 	s = json_dumps(v, JSON_INDENT(2) | JSON_PRESERVE_ORDER);

@@ -26,7 +26,7 @@ def js(ctl, *args):
 HELP_LEVELS = [[], ["node"], ["disk"], ["lvol"], ["snapshot"], ["clone"],
                ["node", "add"], ["node", "list"], ["disk", "add"], ["disk", "list"],
                ["lvol", "create"], ["lvol", "resize"], ["lvol", "delete"], ["lvol", "list"],
-               ["lvol", "show"], ["snapshot", "create"], ["snapshot", "delete"],
+               ["lvol", "show"], ["snapshot", "create"], ["snapshot", "delete"], ["batch"],
                ["snapshot", "list"], ["clone", "create"], ["events"], ["status"]]
 
 
