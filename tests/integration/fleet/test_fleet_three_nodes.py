@@ -4,6 +4,7 @@ all READY with the right free space per disk, concurrent diskctl writers
 never over-commit a thick disk, a killed node's rows wait while the others
 go on, and a PostgreSQL restart mid-run converges. DISKENGINE_STRESS=1 runs
 3,000 creates instead of 300."""
+import json
 import os
 import signal
 import subprocess
@@ -180,3 +181,71 @@ def test_fleet_postgresql_restart_mid_run(fleet, pg_cluster):
     assert "connection lost" in logs and "re-established" in logs
     # heartbeats resumed: every node is live again
     helpers.wait_for(lambda: all(r["live"] for r in fleet.node_rows()), 10, 0.2, "nodes live")
+
+
+class BatchClient:
+    """A `diskctl --json batch --keep-going` co-process on the fleet's database."""
+
+    def __init__(self, url):
+        self.p = subprocess.Popen([helpers.binary("diskctl"), "--db", url, "--json", "batch",
+                                   "--keep-going"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, bufsize=0)
+
+    def run(self, line):
+        self.p.stdin.write(line.encode() + b"\n")
+        return json.loads(self.p.stdout.readline())
+
+    def close(self):
+        self.p.stdin.close()
+        rc = self.p.wait(timeout=30)
+        err = self.p.stderr.read().decode()
+        assert "Sanitizer" not in err and "runtime error:" not in err, err
+        return rc, err
+
+
+def test_fleet_batch_clients_create_and_wait(fleet):
+    """Two connected clients place thick creates with --wait at once: every
+    answer is READY by NOTIFY, ids distinct, free space right on every disk."""
+    before = {k: v["free"] for k, v in fleet.disks().items()}
+
+    def client(_):
+        b = BatchClient(fleet.url)
+        out = [b.run("lvol create --size 4MiB --wait=30") for _ in range(15)]
+        assert b.close()[0] == 0
+        return out
+    answers = [a for part in parallel(client, [0, 1], workers=2) for a in part]
+    assert all(a["exit"] == 0 for a in answers), [a for a in answers if a["exit"]][:3]
+    ids = [a["result"]["id"] for a in answers]
+    assert len(set(ids)) == 30
+    rows = {r["id"]: r for r in fleet.lvols()}
+    assert all(rows[i]["state"] == "READY" for i in ids)
+    per_disk = {}
+    for i in ids:
+        per_disk[rows[i]["disk"]] = per_disk.get(rows[i]["disk"], 0) + 4 * MiB
+    assert_free_right(fleet, before, per_disk)
+
+
+def test_fleet_batch_survives_postgresql_restart(fleet, pg_cluster):
+    """A batch keeps its process across a server restart: the commands while
+    the server is away fail alone (exit 1, "unreachable"), later ones
+    reconnect and succeed."""
+    b = BatchClient(fleet.url)
+    try:
+        first = b.run("lvol create --size 4MiB --thin")
+        assert first["exit"] == 0, first
+        pg_cluster.restart()
+        answers = []
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            a = b.run("lvol create --size 4MiB --thin --wait=30")
+            answers.append(a)
+            if a["exit"] == 0:
+                break
+            assert a["exit"] == 1 and "unreachable" in a["error"], a
+            time.sleep(0.05)
+        assert answers[-1]["exit"] == 0, answers[-3:]
+        rows = {r["id"]: r for r in fleet.lvols()}
+        assert rows[answers[-1]["result"]["id"]]["state"] == "READY"
+    finally:
+        rc, err = b.close()
+    assert rc == (0 if len(answers) == 1 else 1), err
