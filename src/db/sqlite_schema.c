@@ -10,6 +10,9 @@
 
 #include <errno.h>
 #include <string.h>
+#include <unistd.h>
+
+#define WAL_NOTADB_RETRY_MS 200 /* how long a half-created file may look like no database */
 
 static const char *const migrations[] = {
 	/* 1: the tables. Sizes are bytes, times are ms since the epoch. */
@@ -170,13 +173,44 @@ out:
 	return rc;
 }
 
+/*
+ * Switches the store to WAL. Connections opening a brand-new file at once
+ * race here: SQLite answers BUSY without calling the busy handler when
+ * waiting could deadlock (two readers of the rollback-journal file both
+ * wanting the exclusive lock that changes the journal mode), and a reader can
+ * see the first page of a file another connection is creating half written
+ * (NOTADB). Both are retried, BUSY for busy_ms, NOTADB briefly (a file that is
+ * really not a database fails fast).
+ */
+static int wal_enable(struct db *db)
+{
+	struct sq *s = db->impl;
+	uint64_t start = clock_mono_ms();
+	unsigned pause_us = 500;
+
+	for (;;) {
+		int rc = sqlite3_exec(s->h, "PRAGMA journal_mode = WAL", NULL, NULL, NULL);
+		uint64_t waited = clock_mono_ms() - start;
+
+		if (rc == SQLITE_OK)
+			return 0;
+		rc = sqlite3_extended_errcode(s->h);
+		if (!(((rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED) &&
+		      waited < (uint64_t)s->busy_ms) &&
+		    !((rc & 0xff) == SQLITE_NOTADB && waited < WAL_NOTADB_RETRY_MS))
+			return sq_fail(db, rc, "switch to WAL");
+		usleep(pause_us);
+		pause_us = pause_us < 8000 ? pause_us * 2 : pause_us;
+	}
+}
+
 int sq_schema_setup(struct db *db, bool create)
 {
 	struct sq *s = db->impl;
 	int cur = 0, latest = sq_schema_latest(), v, rc;
 
 	/* WAL lets readers (diskctl list, other agent loops) run during a write. */
-	if ((rc = sq_exec(db, "PRAGMA journal_mode = WAL")) < 0)
+	if ((rc = wal_enable(db)) < 0)
 		return db_fail(db, rc, "cannot use database %s: %s", s->path, db->errmsg);
 	if ((rc = sq_exec(db, "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON")) < 0)
 		return rc;

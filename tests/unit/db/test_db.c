@@ -269,7 +269,7 @@ static void test_concurrent_first_open(void **state)
 	void *ret;
 	int i, round;
 
-	for (round = 0; round < 5; round++) {
+	for (round = 0; round < 30; round++) {
 		snprintf(path, sizeof(path), "%s/fresh%d.db", f->dir, round);
 		for (i = 0; i < 6; i++)
 			assert_int_equal(pthread_create(&t[i], NULL, open_fresh, path), 0);
