@@ -198,8 +198,10 @@ static void *loop_main(void *arg)
 		}
 		if (wake || now >= next_tick) {
 			/* Refresh the node row (rpc socket, prefix are fixed per run). */
-			if (strcmp(l->name, "provision") == 0 && now >= next_tick)
+			if (strcmp(l->name, "provision") == 0 && now >= next_tick) {
 				loop_heartbeat(l);
+				agent_events_prune(l);
+			}
 			l->tick(l);
 			l->ticks++;
 			metrics_tick(l->name, (clock_mono_ms() - now) * 1000);

@@ -41,6 +41,7 @@
 #define AGENT_NVME_TIMEOUT_MS_DEFAULT 30000
 #define AGENT_ORPHAN_GRACE_S_DEFAULT 3600
 #define AGENT_ZERO_CHUNK_DEFAULT (64ull << 20)
+#define AGENT_EVENTS_KEEP_MS_DEFAULT (7ull * 24 * 3600 * 1000)
 #define AGENT_CRASH_EXIT 86
 
 struct agent;
@@ -63,6 +64,8 @@ struct agent_options {
 					   * between ticks (benchmarks; default off) */
 	uint64_t verify_full_ms;          /* least time between two full verifies
 					   * (bdev + subsystem listings); 0 = adaptive */
+	uint64_t events_keep_ms;          /* this node's resolved events older than
+					   * this are deleted; 0 = kept forever */
 };
 
 /* Defaults for everything; db and node empty. */
@@ -75,12 +78,13 @@ void agent_options_init(struct agent_options *o);
  *   zero_chunk (size), orphan_collect (on/off/true/false/yes/no/1/0),
  *   orphan_grace (duration), metrics_listen, log_level, wakeup (on/off, default
  *   on), verify_full (duration, least time between full verifies, default 0 =
- *   adaptive: see verify.c).
+ *   adaptive: see verify.c), events_keep (duration, how long this node's
+ *   resolved events are kept, default 7d; 0 = forever).
  * Unknown keys and bad values fail with -EINVAL and one line in err
  * ("FILE:LINE: what"). Values already set in *o are overwritten.
  */
 int agent_config_load(const char *path, struct agent_options *o, char *err, size_t errlen);
-/* Durations: "250ms", "1s", "1.5s", "2m", "1h", a bare number is seconds. */
+/* Durations: "250ms", "1s", "1.5s", "2m", "1h", "7d", a bare number is seconds. */
 int agent_duration_parse(const char *s, uint64_t *ms_out);
 
 /* Validates options (db, node set, tick > 0 ...). On failure err says why. */

@@ -76,6 +76,7 @@ struct agent_loop {
 	uint64_t verify_conns;
 	uint64_t verify_listen_sum;
 	bool verify_absent;
+	uint64_t events_prune_at_ms; /* next pruning of resolved events (events.c) */
 };
 
 struct agent {
@@ -124,6 +125,9 @@ void agent_event_resolve(struct agent_loop *l, const char *kind, const char *obj
 bool agent_event_open(const struct agent_loop *l, const char *kind, const char *object);
 /* Seeds the set with the DB's open events of these kinds (after a restart). */
 void agent_events_load(struct agent_loop *l);
+/* Deletes this node's events resolved longer than events_keep ago; runs at
+ * start and then every events_keep / 10 (at least a tick, at most an hour). */
+void agent_events_prune(struct agent_loop *l);
 void agent_events_free(struct agent_events *e);
 
 /* ----------------------------------------------------- crash points */

@@ -24,12 +24,13 @@ void agent_options_init(struct agent_options *o)
 	o->nvme_timeout_ms = AGENT_NVME_TIMEOUT_MS_DEFAULT;
 	o->zero_chunk = AGENT_ZERO_CHUNK_DEFAULT;
 	o->orphan_grace_s = AGENT_ORPHAN_GRACE_S_DEFAULT;
+	o->events_keep_ms = AGENT_EVENTS_KEEP_MS_DEFAULT;
 }
 
 int agent_duration_parse(const char *s, uint64_t *ms_out)
 {
 	static const struct { const char *suffix; double ms; } units[] = {
-		{ "ms", 1 }, { "s", 1000 }, { "m", 60000 }, { "h", 3600000 },
+		{ "ms", 1 }, { "s", 1000 }, { "m", 60000 }, { "h", 3600000 }, { "d", 86400000 },
 	};
 	char *end;
 	double v;
@@ -119,6 +120,8 @@ static int config_apply(struct agent_options *o, const char *key, const char *va
 	}
 	if (strcmp(key, "verify_full") == 0)
 		return agent_duration_parse(val, &o->verify_full_ms);
+	if (strcmp(key, "events_keep") == 0)
+		return agent_duration_parse(val, &o->events_keep_ms);
 	if (strcmp(key, "zero_chunk") == 0) {
 		uint64_t b;
 

@@ -133,3 +133,26 @@ void agent_event_resolve(struct agent_loop *l, const char *kind, const char *obj
 	l->events.v[i] = l->events.v[l->events.n - 1];
 	l->events.n--;
 }
+
+void agent_events_prune(struct agent_loop *l)
+{
+	const struct agent_options *o = &l->agent->opt;
+	uint64_t now = clock_mono_ms(), every;
+	int n = 0, rc;
+
+	if (!o->events_keep_ms || now < l->events_prune_at_ms)
+		return;
+	every = COMMON_MIN(COMMON_MAX(o->events_keep_ms / 10, o->tick_ms), (uint64_t)3600000);
+	l->events_prune_at_ms = now + every;
+	rc = db_event_prune(l->db, l->node.name, clock_wall_ms() - (int64_t)o->events_keep_ms, &n);
+	if (rc) {
+		/* the next heartbeat tries again */
+		l->events_prune_at_ms = now + o->tick_ms;
+		LOG_DEBUG("agent", "events not pruned err=%s db=\"%s\"", common_strerror(rc),
+			  db_errmsg(l->db));
+		return;
+	}
+	if (n > 0)
+		LOG_INFO("agent", "events pruned node=%s count=%d resolved_before_ms_ago=%llu",
+			 l->node.name, n, (unsigned long long)o->events_keep_ms);
+}

@@ -1139,6 +1139,21 @@ int db_event_resolve(struct db *db, const char *kind, const char *object)
 	return db->ops->event_resolve(db, kind, object);
 }
 
+int db_event_prune(struct db *db, const char *node, int64_t resolved_before, int *pruned)
+{
+	int n = 0, rc;
+
+	db_err_clear(db);
+	if (pruned)
+		*pruned = 0;
+	if (node && !db_name_valid(node))
+		return db_fail(db, -EINVAL, "invalid node name");
+	rc = db->ops->event_prune(db, node, resolved_before, &n);
+	if (pruned)
+		*pruned = rc < 0 ? 0 : n;
+	return rc;
+}
+
 int db_event_list(struct db *db, bool include_resolved, struct db_event **out, size_t *count)
 {
 	db_err_clear(db);

@@ -391,6 +391,10 @@ int db_event_raise(struct db *db, const char *node, const char *kind, const char
 		   const char *detail);
 /* Sets resolved_at on the open (kind, object) row; no open row: 0. */
 int db_event_resolve(struct db *db, const char *kind, const char *object);
+/* Deletes the events of node (NULL: of every node) resolved before
+ * resolved_before (ms since the epoch); open ones are never deleted. *pruned
+ * (may be NULL): rows deleted. */
+int db_event_prune(struct db *db, const char *node, int64_t resolved_before, int *pruned);
 /* Ordered by last_seen, newest last. include_resolved false: open rows only. */
 int db_event_list(struct db *db, bool include_resolved, struct db_event **out, size_t *count);
 void db_event_list_free(struct db_event *events, size_t count);

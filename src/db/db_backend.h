@@ -60,6 +60,8 @@ struct db_ops {
 	int (*event_raise)(struct db *db, const char *node, const char *kind, const char *object,
 			   const char *detail);
 	int (*event_resolve)(struct db *db, const char *kind, const char *object);
+	/* node NULL: every node's; *pruned set. */
+	int (*event_prune)(struct db *db, const char *node, int64_t resolved_before, int *pruned);
 	int (*event_list)(struct db *db, bool include_resolved, struct db_event **out,
 			  size_t *count);
 	/* Optional (NULL: db.c polls change_counter): block until the change

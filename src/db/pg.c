@@ -1647,6 +1647,17 @@ static int pg_event_resolve(struct db *db, const char *kind, const char *object)
 		       "AND resolved_at = 0", &pp, false, NULL);
 }
 
+static int pg_event_prune(struct db *db, const char *node, int64_t resolved_before, int *pruned)
+{
+	struct pp pp = { .n = 0 };
+
+	pp_i(&pp, resolved_before);
+	pp_s(&pp, node);
+	return exec_tx(db, "prune events",
+		       "DELETE FROM events WHERE resolved_at > 0 AND resolved_at < $1::bigint "
+		       "AND ($2::text IS NULL OR node = $2)", &pp, false, pruned);
+}
+
 static void event_row(const PGresult *r, int i, void *e)
 {
 	struct db_event *ev = e;
@@ -1714,5 +1725,6 @@ static const struct db_ops pg_ops = {
 	.snapshot_set_reason = pg_snapshot_set_reason,
 	.event_raise = pg_event_raise,
 	.event_resolve = pg_event_resolve,
+	.event_prune = pg_event_prune,
 	.event_list = pg_event_list,
 };

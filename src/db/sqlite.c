@@ -1478,6 +1478,25 @@ out:
 	return rc;
 }
 
+static int sq_event_prune(struct db *db, const char *node, int64_t resolved_before, int *pruned)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	rc = sq_prepare(db,
+			"DELETE FROM events WHERE resolved_at > 0 AND resolved_at < ?1 "
+			"AND (?2 IS NULL OR node = ?2)", &st);
+	if (rc < 0)
+		return rc;
+	sqlite3_bind_int64(st, 1, resolved_before);
+	if (node)
+		sqlite3_bind_text(st, 2, node, -1, SQLITE_STATIC);
+	if ((rc = sq_step_done(db, st, "prune events")) < 0)
+		return rc;
+	*pruned = sqlite3_changes(SQ(db)->h);
+	return 0;
+}
+
 static void event_row(sqlite3_stmt *st, void *e)
 {
 	struct db_event *ev = e;
@@ -1545,5 +1564,6 @@ static const struct db_ops sqlite_ops = {
 	.snapshot_set_reason = sq_snapshot_set_reason,
 	.event_raise = sq_event_raise,
 	.event_resolve = sq_event_resolve,
+	.event_prune = sq_event_prune,
 	.event_list = sq_event_list,
 };

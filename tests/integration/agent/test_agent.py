@@ -377,3 +377,19 @@ def test_changes_wake_the_agent_before_its_tick(node):
     assert max(max(v) for v in times.values()) < 3.0, times
     assert node.lvol(ids[0])["real_size"] == 16 << 20
     assert_converged(node, [ids[0]] + ids[2:])
+
+
+def test_resolved_events_pruned_after_events_keep(node):
+    """events_keep: this node's resolved events go once they are older than
+    it; the re-export notes of a target restart are the resolved events."""
+    node.start_agent(extra=["--config", write_conf(node, "events_keep = 2s\n")])
+    ids = [node.create("8MiB", wait=True) for _ in range(2)]
+    node.stop_target()
+    node.start_target()
+    helpers.wait_for(lambda: len(open_events(node, "reexport")) == len(ids), 30, 0.1, "re-export notes")
+    assert all(e["resolved_at"] for e in open_events(node, "reexport"))
+    t0 = time.time()
+    helpers.wait_for(lambda: not open_events(node, "reexport"), 15, 0.1, "resolved events pruned")
+    assert time.time() - t0 > 0.5  # kept for (about) events_keep first
+    assert "events pruned" in node.agent.output()
+    assert_converged(node, ids)

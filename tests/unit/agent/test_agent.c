@@ -223,6 +223,8 @@ static void test_duration(void **state)
 	assert_int_equal(ms, 3000);
 	assert_int_equal(agent_duration_parse("1h", &ms), 0);
 	assert_int_equal(ms, 3600000);
+	assert_int_equal(agent_duration_parse("7d", &ms), 0);
+	assert_int_equal(ms, 7ull * 86400000);
 	assert_int_equal(agent_duration_parse("-1s", &ms), -EINVAL);
 	assert_int_equal(agent_duration_parse("1x", &ms), -EINVAL);
 	assert_int_equal(agent_duration_parse("", &ms), -EINVAL);
@@ -254,6 +256,7 @@ static void test_config(void **state)
 	agent_options_init(&o);
 	assert_int_equal(o.tick_ms, 1000);
 	assert_false(o.orphan_collect);
+	assert_int_equal(o.events_keep_ms, 7ull * 86400000);
 	assert_int_equal(write_file(path,
 		"# diskengine config\n"
 		"db = /var/lib/diskengine/de.db\n"
@@ -264,6 +267,7 @@ static void test_config(void **state)
 		"orphan_collect = on\n"
 		"orphan_grace = 2h\n"
 		"zero_chunk = 16MiB\n"
+		"events_keep = 30d\n"
 		"log_level = debug\n"), 0);
 	assert_int_equal(agent_config_load(path, &o, err, sizeof(err)), 0);
 	assert_string_equal(o.db, "/var/lib/diskengine/de.db");
@@ -274,6 +278,7 @@ static void test_config(void **state)
 	assert_true(o.orphan_collect);
 	assert_int_equal(o.orphan_grace_s, 7200);
 	assert_int_equal(o.zero_chunk, 16 * MIB);
+	assert_int_equal(o.events_keep_ms, 30ull * 86400000);
 	assert_string_equal(o.log_level, "debug");
 
 	assert_int_equal(write_file(path, "node = a\nbogus = 1\n"), 0);
