@@ -23,6 +23,7 @@
 
 #include "common/common.h"
 #include "db/db.h"
+#include "db_checks.h"
 
 #define MiB (1ull << 20)
 
@@ -246,35 +247,7 @@ static void test_operations(void **state)
 	assert_int_equal(db_event_list(f->db, true, &ev, &n), 0);
 	assert_int_equal(n, 2);
 	db_event_list_free(ev, n);
-	/* pruning: only resolved rows, resolved before the cutoff, of the node asked */
-	{
-		int pruned = -1;
-		int64_t now;
-
-		assert_int_equal(db_event_raise(f->db, "n1", "prune-k", "o1", NULL), 0);
-		assert_int_equal(db_event_resolve(f->db, "prune-k", "o1"), 0);
-		assert_int_equal(db_event_raise(f->db, "n2", "prune-k", "o2", NULL), 0);
-		assert_int_equal(db_event_resolve(f->db, "prune-k", "o2"), 0);
-		assert_int_equal(db_event_raise(f->db, "n1", "prune-k", "o3", NULL), 0);
-		now = clock_wall_ms();
-		assert_int_equal(db_event_prune(f->db, "n1", now - 3600000, &pruned), 0);
-		assert_int_equal(pruned, 0); /* resolved just now: kept */
-		assert_int_equal(db_event_prune(f->db, "n1", now + 1000, &pruned), 0);
-		assert_int_equal(pruned, 1); /* o1; o2 is n2's, o3 is open */
-		assert_int_equal(db_event_list(f->db, true, &ev, &n), 0);
-		for (size_t i = 0; i < n; i++)
-			assert_string_not_equal(ev[i].object, "o1");
-		db_event_list_free(ev, n);
-		assert_int_equal(db_event_prune(f->db, NULL, now + 1000, &pruned), 0);
-		assert_true(pruned >= 1); /* o2 and any other resolved row */
-		assert_int_equal(db_event_list(f->db, true, &ev, &n), 0);
-		for (size_t i = 0; i < n; i++)
-			assert_int_equal(ev[i].resolved_at, 0);
-		assert_true(n >= 1); /* o3, open, stays */
-		db_event_list_free(ev, n);
-		assert_int_equal(db_event_prune(f->db, "bad node", now, &pruned), -EINVAL);
-		assert_int_equal(pruned, 0);
-	}
+	db_check_events_prune(f->db, 0); /* none above */
 }
 
 struct racer {
