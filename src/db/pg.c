@@ -336,6 +336,8 @@ int db_pg_open(const char *url, bool create, struct db **out, char *err, size_t 
 	int rc;
 
 	*out = NULL;
+	if ((rc = pg_lib_load(err, errlen)) < 0)
+		return rc;
 	db = mem_zalloc(sizeof(*db));
 	p = mem_zalloc(sizeof(*p));
 	if (!db || !p || !(p->url = mem_strdup(url))) {

@@ -9,6 +9,62 @@
 
 #include <libpq-fe.h>
 
+/* libpq is loaded on first use (pg_lib.c): the functions pg.c and
+ * pg_schema.c call, as pointers with libpq's own prototypes. Add a name here
+ * before using a new PQ* function. */
+#define PG_LIB_FUNCS(X) \
+	X(PQconnectdb) \
+	X(PQfinish) \
+	X(PQreset) \
+	X(PQstatus) \
+	X(PQtransactionStatus) \
+	X(PQerrorMessage) \
+	X(PQsocket) \
+	X(PQexec) \
+	X(PQexecParams) \
+	X(PQconsumeInput) \
+	X(PQnotifies) \
+	X(PQfreemem) \
+	X(PQresultStatus) \
+	X(PQresultErrorMessage) \
+	X(PQresultErrorField) \
+	X(PQntuples) \
+	X(PQgetvalue) \
+	X(PQcmdTuples) \
+	X(PQclear)
+
+struct pg_lib {
+#define X(name) __typeof__(name) *name;
+	PG_LIB_FUNCS(X)
+#undef X
+};
+extern struct pg_lib pg_lib;
+
+/* Loads libpq once per process: 0, or -ENOTSUP with the reason in err. */
+int pg_lib_load(char *err, size_t errlen);
+
+#ifndef PG_LIB_NO_MACROS
+#define PQconnectdb (pg_lib.PQconnectdb)
+#define PQfinish (pg_lib.PQfinish)
+#define PQreset (pg_lib.PQreset)
+#define PQstatus (pg_lib.PQstatus)
+#define PQtransactionStatus (pg_lib.PQtransactionStatus)
+#define PQerrorMessage (pg_lib.PQerrorMessage)
+#define PQsocket (pg_lib.PQsocket)
+#define PQexec (pg_lib.PQexec)
+#define PQexecParams (pg_lib.PQexecParams)
+#define PQconsumeInput (pg_lib.PQconsumeInput)
+#define PQnotifies (pg_lib.PQnotifies)
+#define PQfreemem (pg_lib.PQfreemem)
+#define PQresultStatus (pg_lib.PQresultStatus)
+#define PQresultErrorMessage (pg_lib.PQresultErrorMessage)
+#define PQresultErrorField (pg_lib.PQresultErrorField)
+#define PQntuples (pg_lib.PQntuples)
+#define PQgetvalue (pg_lib.PQgetvalue)
+#define PQcmdTuples (pg_lib.PQcmdTuples)
+#define PQclear (pg_lib.PQclear)
+#endif
+
 #define PG_CHANNEL_CHANGES "diskengine_changes" /* payload: the new change counter */
 #define PG_CHANNEL_DATA "diskengine_data"       /* any disk/lvol/snapshot write */
 #define PG_BACKOFF_MIN_MS 50
