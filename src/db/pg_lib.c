@@ -33,7 +33,7 @@ static void *sym(void *h, const char *name)
 
 static void load(void)
 {
-	void *h = dlopen(PG_LIB_SONAME, RTLD_NOW | RTLD_LOCAL);
+	void *h = dlopen(PG_LIB_SONAME, RTLD_LAZY | RTLD_LOCAL);
 
 	if (!h) {
 		snprintf(load_err, sizeof(load_err), "%s", dlerror());
