@@ -12,6 +12,17 @@
  * A connection is reference counted: one reference while its socket is
  * open, one per request not yet completed. Closing the socket therefore
  * never invalidates a request a handler still holds.
+ *
+ * Poll mode (rpc_server_set_poll_interval, off by default) emulates SPDK's
+ * RPC poller: connections are not watched by the loop; a timerfd on the
+ * loop fires every interval, and each poll (a) collects and sends, on every
+ * connection, what completed before it, then (b) reads and handles every
+ * complete request waiting on every connection. Replies produced in (b), or
+ * between polls, sit in the connection's output past `out_ready` until the
+ * next poll. Connections are closed only by the poll (or on a read error),
+ * so a conn_pump from a completion never closes one while a poll walks the
+ * list. New connections are accepted at once (the listener stays on the
+ * loop): that costs nothing in timing, as their requests wait for a poll.
  */
 #include <errno.h>
 #include <poll.h>
@@ -22,6 +33,7 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/timerfd.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -71,6 +83,7 @@ struct rpc_conn {
 	struct json_framer *framer;
 	struct json_buf out;
 	size_t out_off;
+	size_t out_ready;          /* poll mode: out[0, out_ready) may be sent now */
 	struct rpc_slot *head, *tail;
 	unsigned n_slots;
 	uint32_t ev_mask;          /* events currently registered */
@@ -80,6 +93,7 @@ struct rpc_conn {
 	bool out_broken;           /* a reply could not be queued: close once flushed */
 	bool dispatching;          /* inside conn_process_input */
 	bool exit_pending;         /* an RPC_REPLY_EXIT request completed: take nothing more */
+	bool polled;               /* poll mode: served by the poll timer, not on the loop */
 };
 
 struct rpc_request {
@@ -111,6 +125,9 @@ struct rpc_server {
 	rpc_hook_fn hook;
 	void *hook_ctx;
 	size_t max_request;
+	uint64_t poll_us;          /* poll mode interval, 0 = off */
+	int poll_fd;               /* its timerfd, -1 when off */
+	bool polling;              /* inside server_poll */
 };
 
 static void conn_pump(struct rpc_conn *c);
@@ -236,7 +253,8 @@ static void conn_close(struct rpc_conn *c, const char *why)
 	if (c->fd < 0)
 		return;
 	LOG_DEBUG(MOD, "connection closed fd=%d reason=%s", c->fd, why);
-	ev_fd_remove(s->loop, c->fd);
+	if (!c->polled)
+		ev_fd_remove(s->loop, c->fd);
 	close(c->fd);
 	c->fd = -1;
 	if (c->prev)
@@ -274,12 +292,14 @@ static void conn_update_events(struct rpc_conn *c)
 	}
 }
 
-/* Writes as much pending output as the socket takes. 0, or -errno when the
- * connection is broken. */
+/* Writes as much pending output as the socket takes (in poll mode only up
+ * to out_ready). 0, or -errno when the connection is broken. */
 static int conn_flush(struct rpc_conn *c)
 {
-	while (c->out_off < c->out.len) {
-		ssize_t n = send(c->fd, c->out.data + c->out_off, c->out.len - c->out_off,
+	size_t end = c->polled ? c->out_ready : c->out.len;
+
+	while (c->out_off < end) {
+		ssize_t n = send(c->fd, c->out.data + c->out_off, end - c->out_off,
 				 MSG_NOSIGNAL | MSG_DONTWAIT);
 
 		if (n < 0) {
@@ -303,8 +323,11 @@ static int conn_flush(struct rpc_conn *c)
 		}
 		c->out_off += (size_t)n;
 	}
+	if (c->out_off < c->out.len)
+		return 0; /* poll mode: the rest is for the next poll */
 	c->out_off = 0;
 	c->out.len = 0;
+	c->out_ready = 0;
 	if (c->out.cap > CONN_OUT_HIGH)
 		json_buf_free(&c->out);
 	return 0;
@@ -316,6 +339,7 @@ static void conn_exit_now(struct rpc_conn *c)
 	uint64_t deadline = clock_mono_ms() + 2000;
 
 	LOG_WARN(MOD, "exiting after reply as requested (fault injection)");
+	c->out_ready = c->out.len; /* poll mode too: everything queued goes now */
 	while (c->fd >= 0 && c->out_off < c->out.len && clock_mono_ms() < deadline) {
 		struct pollfd p = { .fd = c->fd, .events = POLLOUT };
 
@@ -377,28 +401,39 @@ static void conn_collect(struct rpc_conn *c)
 	}
 }
 
-/* Sends what is ready, closes a finished connection, re-arms reading. */
-static void conn_pump(struct rpc_conn *c)
+/* Sends what may go out and closes a finished connection. False if the
+ * connection is closed. */
+static bool conn_send(struct rpc_conn *c)
 {
-	bool could_read;
-	int rc;
+	int rc = conn_flush(c);
 
-	if (c->dispatching)
-		return; /* conn_process_input pumps when it is done */
-	could_read = conn_can_read(c);
-	conn_collect(c);
-	if (c->fd < 0)
-		return;
-	rc = conn_flush(c);
 	if (rc < 0) {
 		conn_close(c, "write failed");
-		return;
+		return false;
 	}
 	if (((c->read_eof || c->close_after_flush) && !c->head && c->out.len == 0) ||
 	    (c->out_broken && c->out.len == 0)) {
 		conn_close(c, c->read_eof ? "peer closed" : "request too large");
-		return;
+		return false;
 	}
+	return true;
+}
+
+/* Sends what is ready, closes a finished connection, re-arms reading. */
+static void conn_pump(struct rpc_conn *c)
+{
+	bool could_read;
+
+	if (c->dispatching)
+		return; /* conn_process_input pumps when it is done */
+	if (c->polled && c->fd >= 0)
+		return; /* the next poll collects, sends and reads (server_poll) */
+	could_read = conn_can_read(c);
+	conn_collect(c);
+	if (c->fd < 0)
+		return;
+	if (!conn_send(c))
+		return;
 	conn_update_events(c);
 	/* Values buffered while reading was paused are processed now. */
 	if (!could_read && conn_can_read(c) && json_framer_pending(c->framer))
@@ -1084,6 +1119,7 @@ static void conn_process_input(struct rpc_conn *c)
 			LOG_ERROR(MOD, "jsonrpc parse request failed fd=%d", c->fd);
 		c->dispatching = false;
 		conn_collect(c);
+		c->out_ready = c->out.len; /* poll mode too: the connection ends now */
 		conn_flush(c);
 		conn_close(c, "invalid JSON");
 		conn_unref(c);
@@ -1094,7 +1130,9 @@ static void conn_process_input(struct rpc_conn *c)
 	conn_unref(c);
 }
 
-static void conn_read(struct rpc_conn *c)
+/* One read, then the complete requests it brought are handled. True if
+ * bytes were read (there may be more). */
+static bool conn_read(struct rpc_conn *c)
 {
 	/* Read into a scratch buffer, then copy: an idle connection's framer
 	 * stays small (a few KiB) however many connections there are. */
@@ -1104,21 +1142,22 @@ static void conn_read(struct rpc_conn *c)
 	n = recv(c->fd, scratch, sizeof(scratch), MSG_DONTWAIT);
 	if (n < 0) {
 		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
-			return;
+			return false;
 		conn_close(c, "read failed");
-		return;
+		return false;
 	}
 	if (n == 0) {
 		c->read_eof = true;
 		conn_pump(c);
-		return;
+		return false;
 	}
 	if (json_framer_feed(c->framer, scratch, (size_t)n)) {
 		LOG_ERROR(MOD, "out of memory reading a request fd=%d", c->fd);
 		conn_close(c, "out of memory");
-		return;
+		return false;
 	}
 	conn_process_input(c);
+	return true;
 }
 
 static void conn_event(struct ev_loop *loop, int fd, uint32_t events, void *arg)
@@ -1148,10 +1187,13 @@ int rpc_server_adopt_fd(struct rpc_server *s, int fd)
 	c->fd = fd;
 	c->server = s;
 	c->refs = 1;
-	c->ev_mask = EPOLLIN;
-	rc = ev_fd_add(s->loop, fd, EPOLLIN, conn_event, c);
-	if (rc)
-		goto fail;
+	c->polled = s->poll_us != 0;
+	if (!c->polled) {
+		c->ev_mask = EPOLLIN;
+		rc = ev_fd_add(s->loop, fd, EPOLLIN, conn_event, c);
+		if (rc)
+			goto fail;
+	}
 	c->next = s->conns;
 	if (s->conns)
 		s->conns->prev = c;
@@ -1162,6 +1204,107 @@ int rpc_server_adopt_fd(struct rpc_server *s, int fd)
 fail:
 	json_framer_destroy(c->framer);
 	mem_free(c);
+	return rc;
+}
+
+/* ========================================================= poll mode */
+
+/* (a) of a poll: what completed before it goes out; a finished connection
+ * is closed. */
+static void conn_poll_output(struct rpc_conn *c)
+{
+	conn_collect(c);
+	c->out_ready = c->out.len;
+	conn_send(c);
+}
+
+/* (b) of a poll: every complete request waiting on c is read and handled;
+ * the replies wait for the next poll. */
+static void conn_poll_input(struct rpc_conn *c)
+{
+	c->refs++;
+	/* Values left in the framer while reading was paused come first. */
+	if (c->fd >= 0 && conn_can_read(c) && json_framer_pending(c->framer))
+		conn_process_input(c);
+	while (c->fd >= 0 && conn_can_read(c) && conn_read(c))
+		;
+	conn_unref(c);
+}
+
+/* The poll timer. Handling a request of one connection may complete a
+ * request of another, but never closes it (conn_pump leaves polled
+ * connections to the poll), so `next` stays valid. */
+static void server_poll(struct ev_loop *loop, int fd, uint32_t events, void *arg)
+{
+	struct rpc_server *s = arg;
+	struct rpc_conn *c, *next;
+	uint64_t expirations;
+
+	if (read(fd, &expirations, sizeof(expirations)) != (ssize_t)sizeof(expirations))
+		return; /* not due yet */
+	if (s->polling)
+		return; /* a handler ran the loop: this poll is skipped */
+	s->polling = true;
+	for (c = s->conns; c; c = next) {
+		next = c->next;
+		conn_poll_output(c);
+	}
+	for (c = s->conns; c; c = next) {
+		next = c->next;
+		conn_poll_input(c);
+	}
+	s->polling = false;
+}
+
+static void server_poll_stop(struct rpc_server *s)
+{
+	if (s->poll_fd < 0)
+		return;
+	ev_fd_remove(s->loop, s->poll_fd);
+	close(s->poll_fd);
+	s->poll_fd = -1;
+	s->poll_us = 0;
+}
+
+int rpc_server_set_poll_interval(struct rpc_server *s, uint64_t us)
+{
+	struct itimerspec its = { 0 };
+	int fd = -1, rc;
+
+	if (s->n_conns > 0)
+		return -EBUSY;
+	if (us == 0) {
+		server_poll_stop(s);
+		return 0;
+	}
+	its.it_value.tv_sec = (time_t)(us / 1000000);
+	its.it_value.tv_nsec = (long)(us % 1000000) * 1000;
+	its.it_interval = its.it_value;
+	if (s->poll_fd < 0) {
+		fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+		if (fd < 0) {
+			rc = -errno;
+			goto fail;
+		}
+		rc = ev_fd_add(s->loop, fd, EPOLLIN, server_poll, s);
+		if (rc)
+			goto fail;
+		s->poll_fd = fd;
+		fd = -1;
+	}
+	if (timerfd_settime(s->poll_fd, 0, &its, NULL) != 0) {
+		rc = -errno;
+		server_poll_stop(s);
+		goto fail;
+	}
+	s->poll_us = us;
+	LOG_INFO(MOD, "SPDK poller emulation: requests read and answered every interval_us=%llu",
+		 (unsigned long long)us);
+	return 0;
+fail:
+	if (fd >= 0)
+		close(fd);
+	LOG_ERROR(MOD, "cannot start the poll timer: %s", common_strerror(rc));
 	return rc;
 }
 
@@ -1295,6 +1438,7 @@ int rpc_server_create(struct ev_loop *loop, struct rpc_server **out)
 		return -ENOMEM;
 	s->loop = loop;
 	s->max_request = RPC_MAX_REQUEST_DEFAULT;
+	s->poll_fd = -1;
 	*out = s;
 	return 0;
 }
@@ -1317,6 +1461,7 @@ void rpc_server_destroy(struct rpc_server *s)
 	}
 	while (s->conns)
 		conn_close(s->conns, "server shutdown");
+	server_poll_stop(s);
 	for (j = 0; j < s->n_methods; j++)
 		mem_free(s->methods[j].name);
 	mem_free(s->methods);

@@ -1,0 +1,463 @@
+/* test_rpc_poll.c: unit tests for the rpc server's poll mode
+ * (rpc_server_set_poll_interval, SPDK's RPC poller emulation): a request
+ * is read at one poll and answered at the next, so a sequential call costs
+ * at least an interval while pipelined calls share polls; ordering, hooks,
+ * reply flags, half-close and invalid input still behave; a connection
+ * closed with replies held is dropped without a leak (ASan build).
+ * Timing bounds are loose on purpose: the machine may be a busy shared VM. */
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "common/common.h"
+#include "json/json.h"
+#include "rpc/rpc.h"
+
+#define POLL_US   20000u /* the interval under test */
+#define POLL_MS   (POLL_US / 1000)
+/* Lower bound on "one interval" (a poll that was due but not yet run when
+ * the request was written shortens the wait a little). */
+#define AT_LEAST_MS (POLL_MS * 3 / 4)
+
+/* Requests held by the "hold" method, completed by the test. */
+static struct rpc_request *held[16];
+static int n_held;
+
+static void m_echo(struct rpc_request *req, json_t *params, void *ctx)
+{
+	rpc_request_reply(req, params ? json_incref(params) : json_null());
+}
+
+static void m_hold(struct rpc_request *req, json_t *params, void *ctx)
+{
+	assert_true(n_held < 16);
+	held[n_held++] = req;
+}
+
+static void register_methods(struct rpc_server *s)
+{
+	assert_int_equal(rpc_server_register_builtins(s), 0);
+	assert_int_equal(rpc_server_register(s, "echo", m_echo, NULL, 0), 0);
+	assert_int_equal(rpc_server_register(s, "hold", m_hold, NULL, 0), 0);
+}
+
+/* ==================================== one thread, server over a socketpair */
+
+struct pf {
+	struct ev_loop *loop;
+	struct rpc_server *s;
+	int fd; /* the client's end */
+	struct json_buf in;
+	bool peer_closed;
+};
+
+static int pf_setup(void **state)
+{
+	struct pf *f = calloc(1, sizeof(*f));
+	int sv[2];
+
+	assert_int_equal(ev_loop_create(&f->loop), 0);
+	assert_int_equal(rpc_server_create(f->loop, &f->s), 0);
+	register_methods(f->s);
+	assert_int_equal(rpc_server_set_poll_interval(f->s, POLL_US), 0);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+	assert_int_equal(rpc_server_adopt_fd(f->s, sv[0]), 0);
+	f->fd = sv[1];
+	n_held = 0;
+	*state = f;
+	return 0;
+}
+
+static int pf_teardown(void **state)
+{
+	struct pf *f = *state;
+
+	if (f->fd >= 0)
+		close(f->fd);
+	rpc_server_destroy(f->s);
+	while (n_held > 0)
+		rpc_request_reply(held[--n_held], json_true());
+	ev_loop_destroy(f->loop);
+	json_buf_free(&f->in);
+	free(f);
+	return 0;
+}
+
+/* Reads whatever the server wrote, without running the loop. */
+static void pf_drain(struct pf *f)
+{
+	char buf[65536];
+	ssize_t n = -1;
+
+	while (f->fd >= 0 && (n = read(f->fd, buf, sizeof(buf))) > 0)
+		json_buf_append(&f->in, buf, (size_t)n);
+	if (n == 0)
+		f->peer_closed = true;
+}
+
+static void pf_turn(struct pf *f, int timeout_ms)
+{
+	ev_loop_run_once(f->loop, timeout_ms);
+	pf_drain(f);
+}
+
+static void pf_send(struct pf *f, const char *s)
+{
+	size_t len = strlen(s);
+
+	assert_int_equal(write(f->fd, s, len), (ssize_t)len);
+}
+
+static unsigned pf_lines(const struct pf *f)
+{
+	unsigned n = 0;
+
+	for (size_t i = 0; i < f->in.len; i++)
+		n += f->in.data[i] == '\n';
+	return n;
+}
+
+/* Runs the loop until `lines` reply lines arrived (or 5 s). */
+static void pf_wait_lines(struct pf *f, unsigned lines)
+{
+	uint64_t deadline = clock_mono_ms() + 5000;
+
+	while (pf_lines(f) < lines && clock_mono_ms() < deadline && !f->peer_closed)
+		pf_turn(f, 5);
+	assert_int_equal(pf_lines(f), lines);
+}
+
+/* Runs the loop for about `ms`. */
+static void pf_run_for(struct pf *f, unsigned ms)
+{
+	uint64_t end = clock_mono_ms() + ms;
+
+	while (clock_mono_ms() < end)
+		pf_turn(f, 2);
+}
+
+static void pf_expect_closed(struct pf *f)
+{
+	uint64_t deadline = clock_mono_ms() + 5000;
+
+	while (!f->peer_closed && clock_mono_ms() < deadline)
+		pf_turn(f, 5);
+	assert_true(f->peer_closed);
+}
+
+/* The interval can be changed or switched off only while the server has no
+ * connection; off means answered at once again. */
+static void test_poll_busy_and_off(void **state)
+{
+	struct pf *f = *state;
+	uint64_t t0;
+
+	assert_int_equal(rpc_server_set_poll_interval(f->s, 4000), -EBUSY);
+	assert_int_equal(rpc_server_set_poll_interval(f->s, 0), -EBUSY);
+	close(f->fd);
+	f->fd = -1;
+	pf_run_for(f, 3 * POLL_MS);
+	assert_int_equal(rpc_server_connection_count(f->s), 0);
+	assert_int_equal(rpc_server_set_poll_interval(f->s, 4000), 0);
+	assert_int_equal(rpc_server_set_poll_interval(f->s, 0), 0);
+	assert_int_equal(rpc_server_set_poll_interval(f->s, 0), 0);
+	{
+		int sv[2];
+
+		assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+		assert_int_equal(rpc_server_adopt_fd(f->s, sv[0]), 0);
+		f->fd = sv[1];
+	}
+	/* Off: the reply is written while the request is handled, in the
+	 * first loop round. */
+	t0 = clock_mono_ms();
+	pf_send(f, "{\"method\":\"echo\",\"id\":1}");
+	ev_loop_run_once(f->loop, 1000);
+	pf_drain(f);
+	assert_int_equal(pf_lines(f), 1);
+	assert_true(clock_mono_ms() - t0 < 1000);
+}
+
+/* A reply is never written when its request is handled, nor when a held
+ * request completes: only at the next poll, and in request order. */
+static void test_poll_replies_wait_for_next_poll(void **state)
+{
+	struct pf *f = *state;
+	uint64_t t0 = clock_mono_ms();
+
+	pf_send(f, "{\"method\":\"hold\",\"id\":1}{\"method\":\"echo\",\"id\":2,\"params\":[2]}");
+	while (n_held == 0 && clock_mono_ms() - t0 < 5000)
+		pf_turn(f, 5);
+	assert_int_equal(n_held, 1);
+	/* id 2 is answered but waits behind id 1. */
+	pf_run_for(f, 3 * POLL_MS);
+	assert_int_equal(pf_lines(f), 0);
+	rpc_request_reply(held[--n_held], json_string("one"));
+	pf_drain(f);
+	assert_int_equal(pf_lines(f), 0); /* not written at completion */
+	pf_wait_lines(f, 2);
+	assert_string_equal(json_buf_cstr(&f->in), "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":\"one\"}\n"
+						   "{\"jsonrpc\":\"2.0\",\"id\":2,\"result\":[2]}\n");
+}
+
+/* The client goes away while replies are held (at two moments: after the
+ * poll that handled its requests, and before any poll read them): the
+ * connection is closed at a later poll, the replies dropped, nothing
+ * leaks (ASan), and completing a held request afterwards is valid. */
+static void test_poll_close_with_replies_pending(void **state)
+{
+	struct pf *f = *state;
+	uint64_t t0 = clock_mono_ms();
+	int sv[2];
+
+	pf_send(f, "{\"method\":\"echo\",\"id\":1,\"params\":{\"a\":\"b\"}}"
+		   "[{\"method\":\"echo\",\"id\":2},{\"method\":\"spdk_get_version\",\"id\":3}]"
+		   "{\"method\":\"hold\",\"id\":4}{\"method\":\"echo\",\"id\":5}");
+	while (n_held == 0 && clock_mono_ms() - t0 < 5000)
+		ev_loop_run_once(f->loop, 5);
+	assert_int_equal(n_held, 1);
+	close(f->fd);
+	f->fd = -1;
+	/* Second client: writes and closes before any poll. */
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+	assert_int_equal(rpc_server_adopt_fd(f->s, sv[0]), 0);
+	{
+		static const char two[] = "{\"method\":\"echo\",\"id\":1}{\"method\":\"hold\",\"id\":2}";
+
+		assert_int_equal(write(sv[1], two, strlen(two)), (ssize_t)strlen(two));
+	}
+	close(sv[1]);
+	pf_run_for(f, 5 * POLL_MS);
+	assert_int_equal(rpc_server_connection_count(f->s), 0);
+	assert_int_equal(n_held, 2);
+	assert_false(rpc_request_connected(held[0]));
+	rpc_request_reply(held[0], json_true());
+	rpc_request_error(held[1], -5, "Input/output error");
+	n_held = 0;
+	pf_run_for(f, 2 * POLL_MS);
+}
+
+/* Half-close: every reply, then the close. */
+static void test_poll_half_close(void **state)
+{
+	struct pf *f = *state;
+
+	pf_send(f, "{\"method\":\"echo\",\"id\":1}{\"method\":\"echo\",\"id\":2}");
+	shutdown(f->fd, SHUT_WR);
+	pf_expect_closed(f);
+	assert_string_equal(json_buf_cstr(&f->in), "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":null}\n"
+						   "{\"jsonrpc\":\"2.0\",\"id\":2,\"result\":null}\n");
+	pf_run_for(f, 2 * POLL_MS);
+	assert_int_equal(rpc_server_connection_count(f->s), 0);
+}
+
+/* Invalid JSON still closes the connection, after the replies before it. */
+static void test_poll_invalid_json(void **state)
+{
+	struct pf *f = *state;
+
+	pf_send(f, "{\"method\":\"echo\",\"id\":1}{\"method\":}");
+	pf_expect_closed(f);
+	assert_string_equal(json_buf_cstr(&f->in), "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":null}\n");
+	assert_int_equal(rpc_server_connection_count(f->s), 0);
+}
+
+static int hook_calls;
+
+static bool test_hook(struct rpc_request *req, const char *method, json_t *params, void *ctx)
+{
+	hook_calls++;
+	if (strcmp(method, "spdk_get_version") == 0) {
+		rpc_request_error(req, -5, "Input/output error");
+		return true;
+	}
+	if (strcmp(method, "echo") == 0 && params && json_object_get(params, "drop"))
+		rpc_request_set_flags(req, RPC_REPLY_DROP);
+	return false;
+}
+
+/* Fault-injection hooks: an error from the hook, a dropped reply. */
+static void test_poll_hook_and_drop(void **state)
+{
+	struct pf *f = *state;
+
+	hook_calls = 0;
+	rpc_server_set_hook(f->s, test_hook, NULL);
+	pf_send(f, "{\"method\":\"spdk_get_version\",\"id\":1}"
+		   "{\"method\":\"echo\",\"id\":2,\"params\":{\"drop\":1}}"
+		   "{\"method\":\"echo\",\"id\":3}");
+	pf_wait_lines(f, 2);
+	pf_run_for(f, 2 * POLL_MS);
+	assert_int_equal(hook_calls, 3);
+	assert_string_equal(json_buf_cstr(&f->in),
+			    "{\"jsonrpc\":\"2.0\",\"id\":1,\"error\":{\"code\":-5,\"message\":\"Input/output error\"}}\n"
+			    "{\"jsonrpc\":\"2.0\",\"id\":3,\"result\":null}\n");
+	rpc_server_set_hook(f->s, NULL, NULL);
+}
+
+static bool exit_hook(struct rpc_request *req, const char *method, json_t *params, void *ctx)
+{
+	if (strcmp(method, "echo") == 0)
+		rpc_request_set_flags(req, RPC_REPLY_EXIT);
+	return false;
+}
+
+/* RPC_REPLY_EXIT (in a child): the reply is written, then exit 1; the
+ * request after it in the same write never runs. */
+static void test_poll_exit_flag(void **state)
+{
+	struct pf *f = *state;
+	uint64_t deadline;
+	pid_t pid;
+	int status;
+
+	rpc_server_set_hook(f->s, exit_hook, NULL);
+	fflush(NULL);
+	pid = fork();
+	if (pid == 0) {
+		for (;;)
+			ev_loop_run_once(f->loop, 100);
+	}
+	pf_send(f, "{\"method\":\"echo\",\"id\":1,\"params\":[\"bye\"]}{\"method\":\"hold\",\"id\":2}");
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 1);
+	deadline = clock_mono_ms() + 2000;
+	while (pf_lines(f) < 1 && clock_mono_ms() < deadline) {
+		struct pollfd p = { .fd = f->fd, .events = POLLIN };
+
+		poll(&p, 1, 50);
+		pf_drain(f);
+	}
+	pf_drain(f);
+	/* (EOF never comes: this process still holds the server's end.) */
+	assert_string_equal(json_buf_cstr(&f->in), "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":[\"bye\"]}\n");
+	rpc_server_set_hook(f->s, NULL, NULL);
+}
+
+/* ================================ server thread, blocking client over a socket */
+
+struct srv {
+	pthread_t th;
+	char path[108];
+	struct ev_loop *loop;
+	struct rpc_server *s;
+	atomic_bool stop;
+	atomic_int ready;
+};
+
+static void *srv_main(void *arg)
+{
+	struct srv *t = arg;
+
+	assert_int_equal(ev_loop_create(&t->loop), 0);
+	assert_int_equal(rpc_server_create(t->loop, &t->s), 0);
+	assert_int_equal(rpc_server_register_builtins(t->s), 0);
+	assert_int_equal(rpc_server_register(t->s, "echo", m_echo, NULL, 0), 0);
+	assert_int_equal(rpc_server_set_poll_interval(t->s, POLL_US), 0);
+	assert_int_equal(rpc_server_listen(t->s, t->path, 0600), 0);
+	atomic_store(&t->ready, 1);
+	while (!atomic_load(&t->stop))
+		ev_loop_run_once(t->loop, 20);
+	rpc_server_destroy(t->s);
+	ev_loop_destroy(t->loop);
+	return NULL;
+}
+
+static int srv_setup(void **state)
+{
+	struct srv *t = calloc(1, sizeof(*t));
+
+	snprintf(t->path, sizeof(t->path), "/tmp/de-rpc-poll-%d.sock", (int)getpid());
+	pthread_create(&t->th, NULL, srv_main, t);
+	while (!atomic_load(&t->ready))
+		usleep(1000);
+	*state = t;
+	return 0;
+}
+
+static int srv_teardown(void **state)
+{
+	struct srv *t = *state;
+
+	atomic_store(&t->stop, true);
+	pthread_join(t->th, NULL);
+	free(t);
+	return 0;
+}
+
+/* Sequential calls cost at least an interval each; a burst of 32
+ * pipelined calls is answered within a few intervals (32 sequential ones
+ * would take at least 32). */
+static void test_poll_sequential_and_pipelined(void **state)
+{
+	struct srv *t = *state;
+	struct rpc_client *c;
+	struct rpc_error err;
+	uint64_t t0, dt, max_dt = 0, min_dt = UINT64_MAX;
+	json_t *res;
+	unsigned i;
+
+	assert_int_equal(rpc_client_connect(t->path, 2000, &c), 0);
+	for (i = 0; i < 5; i++) {
+		t0 = clock_mono_us();
+		assert_int_equal(rpc_client_call(c, "spdk_get_version", NULL, 5000, &res, &err), 0);
+		dt = clock_mono_us() - t0;
+		assert_non_null(json_object_get(res, "version"));
+		json_decref(res);
+		min_dt = COMMON_MIN(min_dt, dt);
+		max_dt = COMMON_MAX(max_dt, dt);
+	}
+	print_message("poll %u ms: sequential call min %.1f ms max %.1f ms\n", POLL_MS,
+		      min_dt / 1000.0, max_dt / 1000.0);
+	assert_true(min_dt >= AT_LEAST_MS * 1000u);
+	assert_true(max_dt < 1000000u); /* sanity only */
+
+	t0 = clock_mono_us();
+	rpc_client_cork(c);
+	for (i = 0; i < 32; i++)
+		assert_int_equal(rpc_client_send(c, i % 2 ? "echo" : "spdk_get_version",
+						 i % 2 ? json_pack("[i]", (int)i) : NULL, NULL), 0);
+	assert_int_equal(rpc_client_uncork(c), 0);
+	for (i = 0; i < 32; i++) {
+		uint64_t id;
+
+		assert_int_equal(rpc_client_recv(c, 5000, &id, &res, &err), 0);
+		json_decref(res);
+	}
+	dt = clock_mono_us() - t0;
+	print_message("poll %u ms: 32 pipelined calls in %.1f ms\n", POLL_MS, dt / 1000.0);
+	assert_true(dt >= AT_LEAST_MS * 1000u);
+	assert_true(dt < 10u * POLL_US); /* 32 sequential calls: >= 32 intervals */
+	rpc_client_destroy(c);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_poll_busy_and_off, pf_setup, pf_teardown),
+		cmocka_unit_test_setup_teardown(test_poll_replies_wait_for_next_poll, pf_setup, pf_teardown),
+		cmocka_unit_test_setup_teardown(test_poll_close_with_replies_pending, pf_setup, pf_teardown),
+		cmocka_unit_test_setup_teardown(test_poll_half_close, pf_setup, pf_teardown),
+		cmocka_unit_test_setup_teardown(test_poll_invalid_json, pf_setup, pf_teardown),
+		cmocka_unit_test_setup_teardown(test_poll_hook_and_drop, pf_setup, pf_teardown),
+		cmocka_unit_test_setup_teardown(test_poll_exit_flag, pf_setup, pf_teardown),
+		cmocka_unit_test_setup_teardown(test_poll_sequential_and_pipelined, srv_setup, srv_teardown),
+	};
+
+	signal(SIGPIPE, SIG_IGN);
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
