@@ -2,8 +2,10 @@
  * disktgt: the storage target. Serves SPDK's JSON-RPC protocol on a unix
  * socket (-r) and NVMe/TCP; the method set lives in src/tgt, the RPC server
  * in src/rpc. This file only wires them to an event loop and handles
- * start-up options and SIGTERM/SIGINT (clean shutdown, exit 0).
+ * start-up options (among them --rpc-poll-interval, SPDK's RPC timing) and
+ * SIGTERM/SIGINT (clean shutdown, exit 0).
  */
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
@@ -25,12 +27,45 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: disktgt -r SOCKET [-c CONFIG.json] [--log-level error|warn|info|debug]\n"
-		"               [--enable-fault-injection] [--help]\n"
+		"               [--rpc-poll-interval DURATION] [--enable-fault-injection] [--help]\n"
 		"  -r, --rpc-socket PATH   JSON-RPC unix socket (mode 0600; a stale file is replaced)\n"
 		"  -c, --config PATH       SPDK-style JSON config to load at start\n"
 		"  -L, --log-level L       error, warn, info (default) or debug\n"
+		"  --rpc-poll-interval DURATION\n"
+		"                          emulate SPDK's RPC poller: requests are read and answered\n"
+		"                          only every DURATION; 4ms is SPDK's; default 0 = answer at\n"
+		"                          once (DURATION: 4ms, 500us, 1s; a bare number is us)\n"
 		"  --enable-fault-injection  register disktgt_inject_fault (tests only)\n"
 		"  -h, --help              this text\n");
+}
+
+#define DISKTGT_POLL_MAX_US 60000000ull /* 60 s */
+
+/* "4ms", "500us", "1s", "0"; a bare number is microseconds. 0 or -EINVAL. */
+static int disktgt_duration_parse(const char *s, uint64_t *us_out)
+{
+	uint64_t v = 0, mult;
+	const char *p = s;
+
+	if (!isdigit((unsigned char)*p))
+		return -EINVAL;
+	for (; isdigit((unsigned char)*p); p++) {
+		v = v * 10 + (uint64_t)(*p - '0');
+		if (v > DISKTGT_POLL_MAX_US)
+			return -EINVAL;
+	}
+	if (*p == '\0' || strcmp(p, "us") == 0)
+		mult = 1;
+	else if (strcmp(p, "ms") == 0)
+		mult = 1000;
+	else if (strcmp(p, "s") == 0)
+		mult = 1000000;
+	else
+		return -EINVAL;
+	if (v * mult > DISKTGT_POLL_MAX_US)
+		return -EINVAL;
+	*us_out = v * mult;
+	return 0;
 }
 
 static void on_signal(struct ev_loop *loop, int fd, uint32_t events, void *arg)
@@ -49,6 +84,7 @@ int main(int argc, char **argv)
 		{ "config", required_argument, NULL, 'c' },
 		{ "log-level", required_argument, NULL, 'L' },
 		{ "enable-fault-injection", no_argument, NULL, 'F' },
+		{ "rpc-poll-interval", required_argument, NULL, 'P' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -57,6 +93,7 @@ int main(int argc, char **argv)
 	struct rpc_server *server = NULL;
 	struct ev_loop *loop = NULL;
 	struct tgt *tgt = NULL;
+	uint64_t poll_us = 0;
 	int sfd = -1, rc, opt, status = 1;
 	sigset_t mask;
 
@@ -80,6 +117,13 @@ int main(int argc, char **argv)
 		}
 		case 'F':
 			topts.fault_injection = true;
+			break;
+		case 'P':
+			if (disktgt_duration_parse(optarg, &poll_us)) {
+				fprintf(stderr, "disktgt: bad --rpc-poll-interval '%s' (want e.g. 4ms, "
+					"500us or 0; at most 60s)\n", optarg);
+				return 2;
+			}
 			break;
 		case 'h':
 			usage(stdout);
@@ -126,6 +170,8 @@ int main(int argc, char **argv)
 		rc = rpc_server_create(loop, &server);
 	if (rc == 0)
 		rc = rpc_server_register_builtins(server);
+	if (rc == 0 && poll_us)
+		rc = rpc_server_set_poll_interval(server, poll_us);
 	if (rc) {
 		fprintf(stderr, "disktgt: start-up failed: %s\n", common_strerror(rc));
 		goto out;
