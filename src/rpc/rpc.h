@@ -122,11 +122,12 @@ void rpc_server_set_max_request(struct rpc_server *s, size_t bytes);
  * client gets many calls answered per poll. With `us` > 0 connections are
  * no longer served when they become readable: every `us` microseconds the
  * server first sends, on every connection, the replies completed since the
- * previous poll, then reads and handles every complete request waiting on
- * every connection (their replies go out at the next poll). Everything
- * else (ordering, batches, back-pressure, hooks and reply flags, local
- * calls) is unchanged. 0 (the default) answers at once. Call it before the
- * server has connections: 0, -EBUSY if it has some, or -errno (timerfd). */
+ * previous poll, then reads and handles every complete request that was
+ * waiting on every connection when the poll began (their replies go out at
+ * the next poll). Everything else (ordering, batches, back-pressure, hooks
+ * and reply flags, local calls) is unchanged. 0 (the default) answers at
+ * once. Call it before the server has connections: 0, -EBUSY if it has
+ * some, or -errno (timerfd). */
 int rpc_server_set_poll_interval(struct rpc_server *s, uint64_t us);
 struct ev_loop *rpc_server_loop(const struct rpc_server *s);
 /* Connections currently open (for tests and stats). */

@@ -17,12 +17,16 @@
  * RPC poller: connections are not watched by the loop; a timerfd on the
  * loop fires every interval, and each poll (a) collects and sends, on every
  * connection, what completed before it, then (b) reads and handles every
- * complete request waiting on every connection. Replies produced in (b), or
- * between polls, sit in the connection's output past `out_ready` until the
- * next poll. Connections are closed only by the poll (or on a read error),
- * so a conn_pump from a completion never closes one while a poll walks the
- * list. New connections are accepted at once (the listener stays on the
- * loop): that costs nothing in timing, as their requests wait for a poll.
+ * complete request waiting on every connection. "Waiting" means in the
+ * socket when the poll began (FIONREAD, taken first): a client woken by
+ * (a) that answers before (b) runs (it preempted us) waits for the next
+ * poll, as it would with SPDK, whose poller owns its core. Replies produced
+ * in (b), or between polls, sit in the connection's output past `out_ready`
+ * until the next poll. Connections are closed only by the poll (or on a
+ * read error), so a conn_pump from a completion never closes one while a
+ * poll walks the list. New connections are accepted at once (the listener
+ * stays on the loop): that costs nothing in timing, as their requests wait
+ * for a poll.
  */
 #include <errno.h>
 #include <poll.h>
@@ -31,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/timerfd.h>
@@ -84,6 +89,7 @@ struct rpc_conn {
 	struct json_buf out;
 	size_t out_off;
 	size_t out_ready;          /* poll mode: out[0, out_ready) may be sent now */
+	size_t poll_budget;        /* poll mode: bytes waiting when this poll began */
 	struct rpc_slot *head, *tail;
 	unsigned n_slots;
 	uint32_t ev_mask;          /* events currently registered */
@@ -1130,34 +1136,35 @@ static void conn_process_input(struct rpc_conn *c)
 	conn_unref(c);
 }
 
-/* One read, then the complete requests it brought are handled. True if
- * bytes were read (there may be more). */
-static bool conn_read(struct rpc_conn *c)
+/* One read of at most `max` bytes, then the complete requests it brought
+ * are handled. Returns the bytes read; 0 when there was nothing, at end of
+ * stream or when the connection was closed. */
+static size_t conn_read(struct rpc_conn *c, size_t max)
 {
 	/* Read into a scratch buffer, then copy: an idle connection's framer
 	 * stays small (a few KiB) however many connections there are. */
 	static char scratch[CONN_READ_SIZE];
 	ssize_t n;
 
-	n = recv(c->fd, scratch, sizeof(scratch), MSG_DONTWAIT);
+	n = recv(c->fd, scratch, COMMON_MIN(sizeof(scratch), max), MSG_DONTWAIT);
 	if (n < 0) {
 		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
-			return false;
+			return 0;
 		conn_close(c, "read failed");
-		return false;
+		return 0;
 	}
 	if (n == 0) {
 		c->read_eof = true;
 		conn_pump(c);
-		return false;
+		return 0;
 	}
 	if (json_framer_feed(c->framer, scratch, (size_t)n)) {
 		LOG_ERROR(MOD, "out of memory reading a request fd=%d", c->fd);
 		conn_close(c, "out of memory");
-		return false;
+		return 0;
 	}
 	conn_process_input(c);
-	return true;
+	return (size_t)n;
 }
 
 static void conn_event(struct ev_loop *loop, int fd, uint32_t events, void *arg)
@@ -1168,7 +1175,7 @@ static void conn_event(struct ev_loop *loop, int fd, uint32_t events, void *arg)
 	if (events & EPOLLOUT)
 		conn_pump(c);
 	if (c->fd >= 0 && (events & EPOLLIN))
-		conn_read(c);
+		conn_read(c, SIZE_MAX);
 	if (c->fd >= 0 && (events & (EPOLLERR | EPOLLHUP)) && !(events & EPOLLIN))
 		conn_close(c, "hang-up");
 	conn_unref(c);
@@ -1209,6 +1216,17 @@ fail:
 
 /* ========================================================= poll mode */
 
+/* Start of a poll: how many bytes wait on c (all of them if unknown). */
+static void conn_poll_measure(struct rpc_conn *c)
+{
+	int n = 0;
+
+	if (ioctl(c->fd, FIONREAD, &n) != 0)
+		c->poll_budget = SIZE_MAX;
+	else
+		c->poll_budget = n > 0 ? (size_t)n : 0;
+}
+
 /* (a) of a poll: what completed before it goes out; a finished connection
  * is closed. */
 static void conn_poll_output(struct rpc_conn *c)
@@ -1218,16 +1236,32 @@ static void conn_poll_output(struct rpc_conn *c)
 	conn_send(c);
 }
 
-/* (b) of a poll: every complete request waiting on c is read and handled;
- * the replies wait for the next poll. */
+/* (b) of a poll: every complete request that waited on c when the poll
+ * began is read and handled; the replies wait for the next poll. */
 static void conn_poll_input(struct rpc_conn *c)
 {
 	c->refs++;
 	/* Values left in the framer while reading was paused come first. */
 	if (c->fd >= 0 && conn_can_read(c) && json_framer_pending(c->framer))
 		conn_process_input(c);
-	while (c->fd >= 0 && conn_can_read(c) && conn_read(c))
-		;
+	if (c->fd >= 0 && conn_can_read(c) && c->poll_budget == 0) {
+		/* Nothing waited: only a hang-up is taken now (bytes that
+		 * arrived since are for the next poll). */
+		char b;
+		ssize_t n = recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+
+		if (n == 0)
+			c->read_eof = true;
+		else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+			conn_close(c, "read failed");
+	}
+	while (c->fd >= 0 && conn_can_read(c) && c->poll_budget > 0) {
+		size_t n = conn_read(c, c->poll_budget);
+
+		if (n == 0)
+			break;
+		c->poll_budget -= n;
+	}
 	conn_unref(c);
 }
 
@@ -1245,6 +1279,8 @@ static void server_poll(struct ev_loop *loop, int fd, uint32_t events, void *arg
 	if (s->polling)
 		return; /* a handler ran the loop: this poll is skipped */
 	s->polling = true;
+	for (c = s->conns; c; c = c->next)
+		conn_poll_measure(c);
 	for (c = s->conns; c; c = next) {
 		next = c->next;
 		conn_poll_output(c);

@@ -250,6 +250,60 @@ static void test_poll_close_with_replies_pending(void **state)
 	pf_run_for(f, 2 * POLL_MS);
 }
 
+/* "poke" writes a request into another client's socket while the poll
+ * handles requests: it arrives after the poll began, like a client that
+ * answered a reply of (a) before (b) ran. */
+static int poke_fd = -1;
+static bool poked;
+
+static void m_poke(struct rpc_request *req, json_t *params, void *ctx)
+{
+	static const char late[] = "{\"method\":\"hold\",\"id\":7}";
+
+	assert_int_equal(write(poke_fd, late, strlen(late)), (ssize_t)strlen(late));
+	poked = true;
+	rpc_request_reply_true(req);
+}
+
+/* A request that was not in the socket when the poll began waits for the
+ * next poll, even if it is there by the time the poll reads. */
+static void test_poll_late_bytes_wait_for_next_poll(void **state)
+{
+	struct pf *f = *state;
+	uint64_t t0 = clock_mono_ms();
+	int sv[2];
+
+	assert_int_equal(rpc_server_register(f->s, "poke", m_poke, NULL, 0), 0);
+	/* Connections are polled newest first: f->fd's comes before sv's. */
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+	assert_int_equal(rpc_server_adopt_fd(f->s, sv[0]), 0);
+	close(f->fd);
+	f->fd = -1;
+	pf_run_for(f, 3 * POLL_MS); /* f's first connection goes */
+	{
+		int sv2[2];
+
+		assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv2), 0);
+		assert_int_equal(rpc_server_adopt_fd(f->s, sv2[0]), 0);
+		f->fd = sv2[1];
+	}
+	poke_fd = sv[1];
+	poked = false;
+	pf_send(f, "{\"method\":\"poke\",\"id\":1}");
+	while (!poked && clock_mono_ms() - t0 < 5000)
+		ev_loop_run_once(f->loop, 5);
+	assert_true(poked);
+	/* That poll is over: the late request was not handled by it. */
+	assert_int_equal(n_held, 0);
+	while (n_held == 0 && clock_mono_ms() - t0 < 5000)
+		ev_loop_run_once(f->loop, 5);
+	assert_int_equal(n_held, 1);
+	rpc_request_reply(held[--n_held], json_true());
+	pf_wait_lines(f, 1);
+	close(sv[1]);
+	poke_fd = -1;
+}
+
 /* Half-close: every reply, then the close. */
 static void test_poll_half_close(void **state)
 {
@@ -451,6 +505,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_poll_busy_and_off, pf_setup, pf_teardown),
 		cmocka_unit_test_setup_teardown(test_poll_replies_wait_for_next_poll, pf_setup, pf_teardown),
 		cmocka_unit_test_setup_teardown(test_poll_close_with_replies_pending, pf_setup, pf_teardown),
+		cmocka_unit_test_setup_teardown(test_poll_late_bytes_wait_for_next_poll, pf_setup, pf_teardown),
 		cmocka_unit_test_setup_teardown(test_poll_half_close, pf_setup, pf_teardown),
 		cmocka_unit_test_setup_teardown(test_poll_invalid_json, pf_setup, pf_teardown),
 		cmocka_unit_test_setup_teardown(test_poll_hook_and_drop, pf_setup, pf_teardown),
