@@ -322,6 +322,17 @@ static int call_true(struct spdk_client *c, const char *method, json_t *params)
 	return rc;
 }
 
+int spdk_result_uuid(const json_t *res, char uuid_out[SPDK_UUID_LEN])
+{
+	const char *s = json_string_value(res);
+
+	if (!s || common_uuid_parse(s, NULL) != 0)
+		return -EPROTO;
+	if (uuid_out)
+		snprintf(uuid_out, SPDK_UUID_LEN, "%s", s);
+	return 0;
+}
+
 static int call_uuid(struct spdk_client *c, const char *method, json_t *params,
 		     char uuid_out[SPDK_UUID_LEN])
 {
@@ -331,14 +342,8 @@ static int call_uuid(struct spdk_client *c, const char *method, json_t *params,
 	if (!params)
 		return -ENOMEM;
 	rc = spdk_call(c, method, params, &res);
-	if (rc == 0) {
-		const char *s = json_string_value(res);
-
-		if (!s || common_uuid_parse(s, NULL) != 0)
-			rc = -EPROTO;
-		else if (uuid_out)
-			snprintf(uuid_out, SPDK_UUID_LEN, "%s", s);
-	}
+	if (rc == 0)
+		rc = spdk_result_uuid(res, uuid_out);
 	json_decref(res);
 	return rc;
 }
@@ -412,14 +417,18 @@ int spdk_lvstore_get(struct spdk_client *c, const char *uuid, const char *name,
 	return rc;
 }
 
+json_t *spdk_params_lvol_create(const char *lvs_uuid, const char *name, uint64_t size_mib,
+				bool thin)
+{
+	return json_pack("{s:s, s:I, s:s, s:b}", "lvol_name", name, "size_in_mib",
+			 (json_int_t)size_mib, "uuid", lvs_uuid, "thin_provision", thin);
+}
+
 int spdk_lvol_create(struct spdk_client *c, const char *lvs_uuid, const char *name,
 		     uint64_t size_mib, bool thin, char uuid_out[SPDK_UUID_LEN])
 {
-	json_t *p = json_pack("{s:s, s:I, s:s, s:b}", "lvol_name", name,
-			      "size_in_mib", (json_int_t)size_mib, "uuid", lvs_uuid,
-			      "thin_provision", thin);
-
-	return call_uuid(c, "bdev_lvol_create", p, uuid_out);
+	return call_uuid(c, "bdev_lvol_create", spdk_params_lvol_create(lvs_uuid, name, size_mib, thin),
+			 uuid_out);
 }
 
 int spdk_lvol_get(struct spdk_client *c, const char *lvs_uuid, struct spdk_lvol_list *out)
@@ -447,9 +456,14 @@ int spdk_lvol_resize(struct spdk_client *c, const char *name, uint64_t size_mib)
 			 json_pack("{s:s, s:I}", "name", name, "size_in_mib", (json_int_t)size_mib));
 }
 
+json_t *spdk_params_lvol_delete(const char *name)
+{
+	return json_pack("{s:s}", "name", name);
+}
+
 int spdk_lvol_delete(struct spdk_client *c, const char *name)
 {
-	return call_true(c, "bdev_lvol_delete", json_pack("{s:s}", "name", name));
+	return call_true(c, "bdev_lvol_delete", spdk_params_lvol_delete(name));
 }
 
 int spdk_lvol_snapshot(struct spdk_client *c, const char *lvol_name, const char *snapshot_name,
@@ -479,20 +493,33 @@ int spdk_nvmf_transport_create(struct spdk_client *c, const char *trtype)
 	return call_true(c, "nvmf_create_transport", json_pack("{s:s}", "trtype", trtype));
 }
 
-int spdk_nvmf_subsystem_create(struct spdk_client *c, const char *nqn, const char *serial,
-			       const char *model, bool allow_any_host, uint32_t max_namespaces)
+json_t *spdk_params_subsystem_create(const char *nqn, const char *serial, const char *model,
+				     bool allow_any_host, uint32_t max_namespaces)
 {
 	json_t *p = json_pack("{s:s, s:s, s:s, s:b}", "nqn", nqn, "serial_number", serial,
 			      "model_number", model, "allow_any_host", allow_any_host);
 
 	if (p && max_namespaces)
 		json_object_set_new(p, "max_namespaces", json_integer(max_namespaces));
-	return call_true(c, "nvmf_create_subsystem", p);
+	return p;
+}
+
+int spdk_nvmf_subsystem_create(struct spdk_client *c, const char *nqn, const char *serial,
+			       const char *model, bool allow_any_host, uint32_t max_namespaces)
+{
+	return call_true(c, "nvmf_create_subsystem",
+			 spdk_params_subsystem_create(nqn, serial, model, allow_any_host,
+						      max_namespaces));
+}
+
+json_t *spdk_params_subsystem_delete(const char *nqn)
+{
+	return json_pack("{s:s}", "nqn", nqn);
 }
 
 int spdk_nvmf_subsystem_delete(struct spdk_client *c, const char *nqn)
 {
-	return call_true(c, "nvmf_delete_subsystem", json_pack("{s:s}", "nqn", nqn));
+	return call_true(c, "nvmf_delete_subsystem", spdk_params_subsystem_delete(nqn));
 }
 
 int spdk_nvmf_subsystem_get(struct spdk_client *c, struct spdk_subsystem_list *out)
@@ -530,44 +557,53 @@ int spdk_nvmf_subsystem_get_one(struct spdk_client *c, const char *nqn,
 	return rc;
 }
 
+json_t *spdk_params_listener(const char *nqn, const struct spdk_listen_addr *a)
+{
+	return json_pack("{s:s, s:{s:s, s:s, s:s, s:s}}", "nqn", nqn, "listen_address", "trtype",
+			 a->trtype, "adrfam", a->adrfam, "traddr", a->traddr, "trsvcid", a->trsvcid);
+}
+
 int spdk_nvmf_listener_add(struct spdk_client *c, const char *nqn,
 			   const struct spdk_listen_addr *a)
 {
-	return call_true(c, "nvmf_subsystem_add_listener",
-			 json_pack("{s:s, s:{s:s, s:s, s:s, s:s}}", "nqn", nqn, "listen_address",
-				   "trtype", a->trtype, "adrfam", a->adrfam, "traddr", a->traddr,
-				   "trsvcid", a->trsvcid));
+	return call_true(c, "nvmf_subsystem_add_listener", spdk_params_listener(nqn, a));
 }
 
 int spdk_nvmf_listener_remove(struct spdk_client *c, const char *nqn,
 			      const struct spdk_listen_addr *a)
 {
-	return call_true(c, "nvmf_subsystem_remove_listener",
-			 json_pack("{s:s, s:{s:s, s:s, s:s, s:s}}", "nqn", nqn, "listen_address",
-				   "trtype", a->trtype, "adrfam", a->adrfam, "traddr", a->traddr,
-				   "trsvcid", a->trsvcid));
+	return call_true(c, "nvmf_subsystem_remove_listener", spdk_params_listener(nqn, a));
+}
+
+json_t *spdk_params_host(const char *nqn, const char *host)
+{
+	return json_pack("{s:s, s:s}", "nqn", nqn, "host", host);
 }
 
 int spdk_nvmf_host_add(struct spdk_client *c, const char *nqn, const char *host)
 {
-	return call_true(c, "nvmf_subsystem_add_host",
-			 json_pack("{s:s, s:s}", "nqn", nqn, "host", host));
+	return call_true(c, "nvmf_subsystem_add_host", spdk_params_host(nqn, host));
+}
+
+json_t *spdk_params_ns_add(const char *nqn, const char *bdev_name, uint32_t nsid, const char *uuid)
+{
+	json_t *ns = json_pack("{s:s}", "bdev_name", bdev_name);
+
+	if (!ns)
+		return NULL;
+	if (nsid)
+		json_object_set_new(ns, "nsid", json_integer(nsid));
+	if (uuid)
+		json_object_set_new(ns, "uuid", json_string(uuid));
+	return json_pack("{s:s, s:o}", "nqn", nqn, "namespace", ns);
 }
 
 int spdk_nvmf_ns_add(struct spdk_client *c, const char *nqn, const char *bdev_name, uint32_t nsid,
 		     const char *uuid, uint32_t *nsid_out)
 {
-	json_t *ns = json_pack("{s:s}", "bdev_name", bdev_name);
-	json_t *p, *res = NULL;
+	json_t *p = spdk_params_ns_add(nqn, bdev_name, nsid, uuid), *res = NULL;
 	int rc;
 
-	if (!ns)
-		return -ENOMEM;
-	if (nsid)
-		json_object_set_new(ns, "nsid", json_integer(nsid));
-	if (uuid)
-		json_object_set_new(ns, "uuid", json_string(uuid));
-	p = json_pack("{s:s, s:o}", "nqn", nqn, "namespace", ns);
 	if (!p)
 		return -ENOMEM;
 	rc = spdk_call(c, "nvmf_subsystem_add_ns", p, &res);
@@ -581,8 +617,12 @@ int spdk_nvmf_ns_add(struct spdk_client *c, const char *nqn, const char *bdev_na
 	return rc;
 }
 
+json_t *spdk_params_ns_remove(const char *nqn, uint32_t nsid)
+{
+	return json_pack("{s:s, s:i}", "nqn", nqn, "nsid", (int)nsid);
+}
+
 int spdk_nvmf_ns_remove(struct spdk_client *c, const char *nqn, uint32_t nsid)
 {
-	return call_true(c, "nvmf_subsystem_remove_ns",
-			 json_pack("{s:s, s:i}", "nqn", nqn, "nsid", (int)nsid));
+	return call_true(c, "nvmf_subsystem_remove_ns", spdk_params_ns_remove(nqn, nsid));
 }

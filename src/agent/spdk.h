@@ -122,10 +122,43 @@ bool spdk_call_is_transient(int err);
  * *result (optional) is a new reference owned by the caller. */
 int spdk_call(struct spdk_client *c, const char *method, json_t *params, json_t **result);
 
+/* One call of a pipelined batch: method and params (stolen) in; rc (as
+ * spdk_call's) and result (a new reference, the caller's; NULL on error) out. */
+struct spdk_req {
+	const char *method;
+	json_t *params;
+	int rc;
+	json_t *result;
+};
+/* Sends all n requests at once on the one connection (in order; the target
+ * may answer in any order), then collects every reply: n round trips become
+ * one, which is what a target answering only every few ms (SPDK's RPC
+ * poller) rewards. Each request gets its own rc. A transport failure (timeout,
+ * lost connection: outcome unknown) gives every unanswered request that error
+ * and drops the connection; the function returns it (else 0). Only for
+ * requests that do not depend on each other's outcome. */
+int spdk_call_many(struct spdk_client *c, struct spdk_req *reqs, size_t n);
+
 /* Maps an error reply of `method` to a negative errno (table above). */
 int spdk_error_classify(const char *method, int code, const char *message);
 
 /* ------------------------------------------------------------- calls */
+
+/* Params of the calls a provisioning batch pipelines (NULL on ENOMEM); the
+ * single calls below use them too. */
+json_t *spdk_params_lvol_create(const char *lvs_uuid, const char *name, uint64_t size_mib,
+				bool thin);
+json_t *spdk_params_subsystem_create(const char *nqn, const char *serial, const char *model,
+				     bool allow_any_host, uint32_t max_namespaces);
+json_t *spdk_params_listener(const char *nqn, const struct spdk_listen_addr *a);
+json_t *spdk_params_host(const char *nqn, const char *host);
+json_t *spdk_params_ns_add(const char *nqn, const char *bdev_name, uint32_t nsid, const char *uuid);
+json_t *spdk_params_ns_remove(const char *nqn, uint32_t nsid);
+json_t *spdk_params_subsystem_delete(const char *nqn);
+json_t *spdk_params_lvol_delete(const char *name);
+/* A bdev_lvol_create / clone / snapshot result: the new lvol's UUID (0, or
+ * -EPROTO when it is not one). */
+int spdk_result_uuid(const json_t *res, char uuid_out[SPDK_UUID_LEN]);
 
 /* bdev_aio_create: block_size 0 = let the target choose. */
 int spdk_bdev_aio_create(struct spdk_client *c, const char *filename, const char *name,

@@ -124,3 +124,82 @@ int spdk_call(struct spdk_client *c, const char *method, json_t *params, json_t 
 	LOG_WARN("agent", "rpc transport failure method=%s err=%s", method, common_strerror(rc));
 	return -ENOTCONN;
 }
+
+/* The error of an unanswered request after a transport failure. */
+static int transport_rc(int rc)
+{
+	return rc == -ETIMEDOUT ? -ETIMEDOUT : -ENOTCONN;
+}
+
+int spdk_call_many(struct spdk_client *c, struct spdk_req *reqs, size_t n)
+{
+	uint64_t first = 0, id, t0;
+	size_t i, sent = 0, got = 0;
+	int rc;
+
+	for (i = 0; i < n; i++) {
+		reqs[i].rc = 1; /* no reply yet */
+		reqs[i].result = NULL;
+	}
+	if (!n)
+		return 0;
+	rc = client_ensure(c);
+	t0 = clock_mono_us();
+	if (rc == 0)
+		rpc_client_cork(c->rpc);
+	for (i = 0; rc == 0 && i < n; i++) {
+		rc = rpc_client_send(c->rpc, reqs[i].method, reqs[i].params, &id);
+		reqs[i].params = NULL; /* stolen, sent or not */
+		if (rc == 0 && sent++ == 0)
+			first = id;
+		c->calls++;
+	}
+	for (; i < n; i++) {
+		json_decref(reqs[i].params);
+		reqs[i].params = NULL;
+	}
+	if (rc == 0)
+		rc = rpc_client_uncork(c->rpc);
+	while (rc == 0 && got < sent) {
+		struct rpc_error err = { 0 };
+		json_t *res = NULL;
+		int r = rpc_client_recv(c->rpc, c->timeout_ms, &id, &res, &err);
+
+		if (r != 0 && r != -EREMOTE) {
+			rc = r;
+			break;
+		}
+		/* ids of one client are consecutive */
+		if (id < first || id - first >= sent) {
+			json_decref(res);
+			rc = -EPROTO;
+			break;
+		}
+		i = (size_t)(id - first);
+		got++;
+		metrics_rpc(reqs[i].method, r == 0, clock_mono_us() - t0);
+		if (r == 0) {
+			reqs[i].rc = 0;
+			reqs[i].result = res;
+			continue;
+		}
+		c->last_code = err.code;
+		snprintf(c->last_message, sizeof(c->last_message), "%s", err.message);
+		reqs[i].rc = spdk_error_classify(reqs[i].method, err.code, err.message);
+		LOG_DEBUG("agent", "rpc error method=%s code=%d message=\"%s\" err=%d",
+			  reqs[i].method, err.code, err.message, reqs[i].rc);
+	}
+	if (rc == 0)
+		return 0;
+	/* Transport failure: every request without a reply has an unknown outcome. */
+	for (i = 0; i < n; i++)
+		if (reqs[i].rc == 1)
+			reqs[i].rc = transport_rc(rc);
+	if (c->rpc) {
+		LOG_WARN("agent", "rpc transport failure in a batch of %zu calls err=%s (outcome of %zu "
+			 "unknown)", n, common_strerror(rc), sent - got);
+		rpc_client_destroy(c->rpc);
+		c->rpc = NULL;
+	}
+	return transport_rc(rc);
+}
