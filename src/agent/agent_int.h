@@ -168,6 +168,42 @@ int agent_nvmf_ensure(struct agent_loop *l, const struct db_disk *d, const struc
 int agent_nvmf_export(struct agent_loop *l, const struct db_lvol *lv,
 		      const struct spdk_subsystem *sub);
 bool agent_subsystem_has_ns(const struct spdk_subsystem *sub, const char *bdev_uuid);
+/* nvmf_create_transport once per connection to the target (0 or -errno). */
+int agent_nvmf_transport(struct agent_loop *l, enum db_transport t);
+/* The end of an lvol's provisioning: its NQN recorded, READY (generation
+ * checked; a row changed meanwhile is undone). 0 when READY. */
+int agent_provision_ready(struct agent_loop *l, const struct db_lvol *lv, const char *nqn);
+/* batch.c: one pipelined step over the rows of a batch. Each row struct
+ * starts with this; `out` rows are skipped, a failed call sets it. */
+struct agent_batch_row {
+	bool out;
+	int64_t id;
+};
+/* Fills *req for row r (k: which of its calls, for steps made once per
+ * listener or host); false: no call for this row in this step. */
+typedef bool (*agent_batch_make)(struct agent_loop *l, void *row, size_t k, struct spdk_req *req);
+/* Takes a successful reply's result (borrowed); 0, or -errno to fail the row. */
+typedef int (*agent_batch_reply)(void *row, const json_t *result);
+/* *ran: rows whose call succeeded. Returns a transport failure, else 0. */
+int agent_batch_step(struct agent_loop *l, void *rows, size_t row_size, size_t n, size_t k,
+		     agent_batch_make make, agent_batch_reply reply, const char *what, size_t *ran);
+/* The step for k = 0 .. count-1 (at most one call per subsystem per batch);
+ * crash_point (may be NULL) after each batch that changed something. */
+int agent_batch_each(struct agent_loop *l, void *rows, size_t row_size, size_t n, size_t count,
+		     agent_batch_make make, const char *what, const char *crash_point);
+
+/* provision_batch.c: the plain new rows of a bulk pass, every step pipelined
+ * over all of them; done[i] set for the rows made READY. *touched: the target
+ * was changed (the view is stale). A transient error stops the pass. */
+int agent_provision_batch(struct agent_loop *l, const struct db_disk *disks, size_t n_disks,
+			  struct db_lvol *lvols, size_t n_lvols, struct agent_view *v, bool *done,
+			  bool *touched);
+/* delete_batch.c: the plain DELETING lvols of a pass, every step pipelined
+ * over all of them; done[i] for the rows finalized, disk_touched[disk index]
+ * for their disks. *touched: the target was changed (the view is stale). */
+int agent_delete_batch(struct agent_loop *l, const struct db_disk *disks, size_t n_disks,
+		       const struct db_lvol *lvols, size_t n_lvols, const struct agent_view *v,
+		       bool *done, bool *disk_touched, bool *touched);
 /* Disks: base bdev + lvstore ensured (create or adopt); v is refreshed. */
 void agent_disks_ensure(struct agent_loop *l, struct db_disk *disks, size_t n,
 			struct agent_view *v);

@@ -143,7 +143,7 @@ void agent_delete_tick(struct agent_loop *l)
 	struct db_snapshot *snaps = NULL;
 	size_t n_disks = 0, n_lvols = 0, n_snaps = 0;
 	struct agent_view v = { 0 };
-	bool *touched = NULL;
+	bool *touched = NULL, *done = NULL;
 	int rc;
 
 	rc = db_lvol_list_by_state(l->db, l->node.name, DB_LVOL_DELETING, &lvols, &n_lvols);
@@ -166,12 +166,31 @@ void agent_delete_tick(struct agent_loop *l)
 	if (rc)
 		goto out;
 
+	/* Many lvols: every step pipelined over all of them; the rest one by
+	 * one below, on a fresh view. */
+	if (n_lvols > 1) {
+		bool batched = false;
+
+		done = mem_zalloc(n_lvols * sizeof(*done));
+		if (!done)
+			goto out;
+		rc = agent_delete_batch(l, disks, n_disks, lvols, n_lvols, &v, done, touched,
+					&batched);
+		if (rc)
+			goto out;
+		if (batched) {
+			agent_view_free(&v);
+			memset(&v, 0, sizeof(v));
+			if ((rc = agent_view_fetch(l, &v, true, true, false)) != 0)
+				goto out;
+		}
+	}
 	/* Lvols first: a snapshot's clones are usually deleted with it. */
 	for (size_t i = 0; i < n_lvols && !agent_stopping(l->agent); i++) {
 		const struct db_lvol *lv = &lvols[i];
 		const struct db_disk *d = agent_disk_find(disks, n_disks, lv->disk_id);
 
-		if (!d)
+		if (!d || (done && done[i]))
 			continue;
 		rc = delete_one(l, d, false, lv->id, lv->uuid, lv->generation, lv->reason, &v);
 		if (rc < 0)
@@ -196,6 +215,7 @@ out:
 		if (touched[i])
 			resync_free(l, &disks[i]);
 	mem_free(touched);
+	mem_free(done);
 	agent_view_free(&v);
 	db_disk_list_free(disks, n_disks);
 	db_lvol_list_free(lvols, n_lvols);

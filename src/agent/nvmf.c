@@ -113,7 +113,7 @@ bool agent_subsystem_has_ns(const struct spdk_subsystem *sub, const char *bdev_u
 	return false;
 }
 
-static int ensure_transport(struct agent_loop *l, enum db_transport t)
+int agent_nvmf_transport(struct agent_loop *l, enum db_transport t)
 {
 	int rc;
 
@@ -147,7 +147,7 @@ int agent_nvmf_ensure(struct agent_loop *l, const struct db_disk *d, const struc
 	size_t n_addrs = 0;
 	int rc;
 
-	rc = ensure_transport(l, d->transport);
+	rc = agent_nvmf_transport(l, d->transport);
 	if (rc)
 		return rc;
 	agent_lvol_nqn(l->nqn_prefix, lv->id, nqn);

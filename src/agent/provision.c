@@ -107,6 +107,30 @@ static void provision_undo(struct agent_loop *l, const struct db_lvol *lv)
 	db_lvol_clear(&now);
 }
 
+int agent_provision_ready(struct agent_loop *l, const struct db_lvol *lv, const char *nqn)
+{
+	int rc;
+
+	if (strcmp(lv->nqn, nqn) != 0)
+		db_lvol_set_nqn(l->db, lv->id, nqn);
+	rc = db_lvol_set_state(l->db, lv->id, lv->generation, DB_LVOL_READY, NULL);
+	if (rc == -ESTALE) {
+		provision_undo(l, lv);
+		return rc;
+	}
+	if (rc) {
+		LOG_WARN("agent", "lvol not marked ready id=%" PRId64 " err=%s db=\"%s\"", lv->id,
+			 common_strerror(rc), db_errmsg(l->db));
+		return rc;
+	}
+	LOG_INFO("agent", "lvol ready id=%" PRId64 " uuid=%s nqn=%s real_size=%" PRIu64, lv->id,
+		 lv->uuid, nqn, lv->real_size);
+	if (lv->updated_at > 0 && clock_wall_ms() >= lv->updated_at)
+		metrics_lag((uint64_t)(clock_wall_ms() - lv->updated_at));
+	agent_crash("provision.after_ready");
+	return 0;
+}
+
 /*
  * Lookups for one row. A pass over many rows lists the target once (view);
  * a pass over a few asks for just those names, so a create costs the same
@@ -300,26 +324,8 @@ static int provision_lvol(struct agent_loop *l, const struct db_disk *disks, siz
 		goto out;
 	}
 	agent_crash("provision.after_ns_add");
-
-	if (strcmp(lv->nqn, nqn) != 0)
-		db_lvol_set_nqn(l->db, lv->id, nqn);
-	rc = db_lvol_set_state(l->db, lv->id, lv->generation, DB_LVOL_READY, NULL);
-	if (rc == -ESTALE) {
-		provision_undo(l, lv);
-		rc = 0;
-		goto out;
-	}
-	if (rc) {
-		LOG_WARN("agent", "lvol not marked ready id=%" PRId64 " err=%s db=\"%s\"", lv->id,
-			 common_strerror(rc), db_errmsg(l->db));
-		rc = 0;
-		goto out;
-	}
-	LOG_INFO("agent", "lvol ready id=%" PRId64 " uuid=%s nqn=%s real_size=%" PRIu64, lv->id,
-		 uuid, nqn, real_size);
-	if (lv->updated_at > 0 && clock_wall_ms() >= lv->updated_at)
-		metrics_lag((uint64_t)(clock_wall_ms() - lv->updated_at));
-	agent_crash("provision.after_ready");
+	agent_provision_ready(l, lv, nqn);
+	rc = 0;
 out:
 	spdk_subsystem_list_free(&one);
 	return spdk_call_is_transient(rc) ? rc : 0;
@@ -418,6 +424,7 @@ void agent_provision_tick(struct agent_loop *l)
 	struct db_snapshot *snaps = NULL;
 	size_t n_disks = 0, n_lvols = 0, n_snaps = 0;
 	struct agent_view v = { 0 };
+	bool *done = NULL;
 	uint64_t now = clock_mono_ms();
 	bool verify_due = now - l->last_verify_ms >= l->agent->opt.tick_ms || !l->last_verify_ms;
 	bool bulk;
@@ -445,7 +452,31 @@ void agent_provision_tick(struct agent_loop *l)
 		goto out;
 	agent_disks_ensure(l, disks, n_disks, &v);
 
+	/* Many new lvols: every step pipelined over all of them; what the batch
+	 * did not finish goes through provision_lvol below, on a fresh view. */
+	if (bulk && !agent_stopping(l->agent)) {
+		bool touched = false;
+
+		done = mem_zalloc(n_lvols * sizeof(*done));
+		if (!done)
+			goto out;
+		rc = agent_provision_batch(l, disks, n_disks, lvols, n_lvols, &v, done, &touched);
+		if (rc) {
+			target_state(l, rc);
+			goto out;
+		}
+		if (touched) {
+			agent_view_free(&v);
+			memset(&v, 0, sizeof(v));
+			rc = agent_view_fetch(l, &v, true, true, false);
+			target_state(l, rc);
+			if (rc)
+				goto out;
+		}
+	}
 	for (size_t i = 0; i < n_lvols && !agent_stopping(l->agent); i++) {
+		if (done && done[i])
+			continue;
 		rc = provision_lvol(l, disks, n_disks, &lvols[i], &v);
 		if (rc) {
 			target_state(l, rc);
@@ -468,6 +499,7 @@ db_fail:
 	LOG_WARN("agent", "db read failed loop=provision err=%s db=\"%s\"", common_strerror(rc),
 		 db_errmsg(l->db));
 out:
+	mem_free(done);
 	agent_view_free(&v);
 	db_disk_list_free(disks, n_disks);
 	db_lvol_list_free(lvols, n_lvols);

@@ -73,12 +73,13 @@ class Node:
     def backend(self):
         return "postgresql" if self.db.startswith(("postgresql:", "postgres:")) else "sqlite"
 
-    def start_target(self):
+    def start_target(self, extra=()):
+        """extra: more disktgt arguments (e.g. --rpc-poll-interval 4ms)."""
         log = os.path.join(self.dir, "target.log")
         if self.kind == "fake":
             args = ["/usr/bin/python3", FAKE, "-r", self.sock, "--state", self.state]
         else:
-            args = [tgt_binary(), "-r", self.sock, "--enable-fault-injection"]
+            args = [tgt_binary(), "-r", self.sock, "--enable-fault-injection"] + list(extra)
         self.tgt = helpers.Proc(args, log)
         self.tgt_runs.append(self.tgt)
         helpers.wait_socket(self.sock, self.tgt)
