@@ -108,6 +108,18 @@ def test_bulk_pass_against_spdk_rpc_timing(spdk_timed_node):
     assert_converged(node, [1] + ids)
 
 
+def crash_then_restart(node, point, batch_line):
+    """Starts the agent with DISKENGINE_CRASH_AT=point; it must die there
+    (exit 86) inside a batch (its log line), then runs again without it."""
+    a = node.start_agent(env=dict(os.environ, DISKENGINE_CRASH_AT=point))
+    helpers.wait_for(lambda: not a.alive(), 30, 0.05, "agent to crash at %s" % point)
+    assert a.p.returncode == 86, a.output()[-2000:]
+    assert "crash point reached name=%s" % point in a.output()
+    assert batch_line in a.output()
+    node.agent = None
+    node.start_agent()
+
+
 BATCH_POINTS = ["provision.after_subsystem_create", "provision.after_listener_add",
                 "provision.after_host_add", "provision.after_lvol_create",
                 "provision.after_uuid_record", "provision.after_ns_add", "provision.after_ready"]
@@ -123,13 +135,7 @@ def test_bulk_pass_crash_converges(node, point):
     first = node.create("4MiB", wait=True)
     node.stop_agent()
     ids = queue_creates(node, 40)
-    a = node.start_agent(env=dict(os.environ, DISKENGINE_CRASH_AT=point))
-    helpers.wait_for(lambda: not a.alive(), 30, 0.05, "agent to crash at %s" % point)
-    assert a.p.returncode == 86, a.output()[-2000:]
-    assert "crash point reached name=%s" % point in a.output()
-    assert "lvol batch rows=40" in a.output()
-    node.agent = None
-    node.start_agent()
+    crash_then_restart(node, point, "lvol batch rows=40")
     node.wait_all("READY", ids=ids, timeout=60)
     assert_converged(node, [first] + ids)
 
@@ -199,11 +205,5 @@ def test_bulk_delete_crash_converges(node, point):
         pytest.skip("the disktgt variant covers it")
     first, ids = ready_lvols(node, 40)
     queue_deletes(node, ids)
-    a = node.start_agent(env=dict(os.environ, DISKENGINE_CRASH_AT=point))
-    helpers.wait_for(lambda: not a.alive(), 30, 0.05, "agent to crash at %s" % point)
-    assert a.p.returncode == 86, a.output()[-2000:]
-    assert "crash point reached name=%s" % point in a.output()
-    assert "lvol delete batch rows=40" in a.output()
-    node.agent = None
-    node.start_agent()
+    crash_then_restart(node, point, "lvol delete batch rows=40")
     assert_deleted(node, [first])
