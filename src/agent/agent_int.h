@@ -170,6 +170,10 @@ int agent_nvmf_export(struct agent_loop *l, const struct db_lvol *lv,
 bool agent_subsystem_has_ns(const struct spdk_subsystem *sub, const char *bdev_uuid);
 /* nvmf_create_transport once per connection to the target (0 or -errno). */
 int agent_nvmf_transport(struct agent_loop *l, enum db_transport t);
+/* A permanent error: the row goes to FAILED with this reason (generation
+ * checked). */
+void agent_lvol_fail(struct agent_loop *l, const struct db_lvol *lv, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 /* The end of an lvol's provisioning: its NQN recorded, READY (generation
  * checked; a row changed meanwhile is undone). 0 when READY. */
 int agent_provision_ready(struct agent_loop *l, const struct db_lvol *lv, const char *nqn);
@@ -178,26 +182,33 @@ int agent_provision_ready(struct agent_loop *l, const struct db_lvol *lv, const 
 struct agent_batch_row {
 	bool out;
 	int64_t id;
+	int rc;                 /* why it left: the error of its first failed call */
+	size_t k;               /* and which call that was */
 };
-/* Fills *req for row r (k: which of its calls, for steps made once per
- * listener or host); false: no call for this row in this step. */
+/* Fills *req for row r's call k (k: which of its calls: a listener, a host,
+ * or one of the independent calls a step makes together); false: no such
+ * call for this row. */
 typedef bool (*agent_batch_make)(struct agent_loop *l, void *row, size_t k, struct spdk_req *req);
 /* Takes a successful reply's result (borrowed); 0, or -errno to fail the row. */
-typedef int (*agent_batch_reply)(void *row, const json_t *result);
-/* *ran: rows whose call succeeded. Returns a transport failure, else 0. */
-int agent_batch_step(struct agent_loop *l, void *rows, size_t row_size, size_t n, size_t k,
-		     agent_batch_make make, agent_batch_reply reply, const char *what, size_t *ran);
+typedef int (*agent_batch_reply)(void *row, size_t k, const json_t *result);
+/* Calls k0 .. k0+nk-1 of every row in one batch (they must not depend on
+ * each other); a row leaves the batch when one of its calls fails. *ran:
+ * calls that succeeded. Returns a transport failure, else 0. */
+int agent_batch_step(struct agent_loop *l, void *rows, size_t row_size, size_t n, size_t k0,
+		     size_t nk, agent_batch_make make, agent_batch_reply reply, const char *what,
+		     size_t *ran);
 /* The step for k = 0 .. count-1 (at most one call per subsystem per batch);
  * crash_point (may be NULL) after each batch that changed something. */
 int agent_batch_each(struct agent_loop *l, void *rows, size_t row_size, size_t n, size_t count,
 		     agent_batch_make make, const char *what, const char *crash_point);
 
-/* provision_batch.c: the plain new rows of a bulk pass, every step pipelined
- * over all of them; done[i] set for the rows made READY. *touched: the target
- * was changed (the view is stale). A transient error stops the pass. */
+/* provision_batch.c: the plain new rows of a pass, independent calls
+ * together and every step pipelined over all of them; done[i] set for the
+ * rows made READY. *stale: a row left the batch part-way (fetch the view
+ * again before provision_lvol). A transient error stops the pass. */
 int agent_provision_batch(struct agent_loop *l, const struct db_disk *disks, size_t n_disks,
 			  struct db_lvol *lvols, size_t n_lvols, struct agent_view *v, bool *done,
-			  bool *touched);
+			  bool *stale);
 /* delete_batch.c: the plain DELETING lvols of a pass, every step pipelined
  * over all of them; done[i] for the rows finalized, disk_touched[disk index]
  * for their disks. *touched: the target was changed (the view is stale). */

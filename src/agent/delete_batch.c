@@ -110,12 +110,12 @@ int agent_delete_batch(struct agent_loop *l, const struct db_disk *disks, size_t
 	if ((rc = agent_batch_each(l, rows, sizeof(*rows), n, max_ns, make_ns_remove, "namespace",
 				   "delete.after_ns_remove")) != 0)
 		goto out;
-	if ((rc = agent_batch_step(l, rows, sizeof(*rows), n, 0, make_subsystem_delete, NULL,
+	if ((rc = agent_batch_step(l, rows, sizeof(*rows), n, 0, 1, make_subsystem_delete, NULL,
 				   "subsystem", &ran)) != 0)
 		goto out;
 	if (ran)
 		agent_crash("delete.after_subsystem_delete");
-	if ((rc = agent_batch_step(l, rows, sizeof(*rows), n, 0, make_lvol_delete, NULL, "lvol",
+	if ((rc = agent_batch_step(l, rows, sizeof(*rows), n, 0, 1, make_lvol_delete, NULL, "lvol",
 				   &ran)) != 0)
 		goto out;
 	for (size_t i = 0; i < n; i++)

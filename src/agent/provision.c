@@ -36,9 +36,7 @@ static void lvol_note(struct agent_loop *l, const struct db_lvol *lv, const char
 	db_lvol_set_reason(l->db, lv->id, reason);
 }
 
-static void lvol_fail(struct agent_loop *l, const struct db_lvol *lv, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static void lvol_fail(struct agent_loop *l, const struct db_lvol *lv, const char *fmt, ...)
+void agent_lvol_fail(struct agent_loop *l, const struct db_lvol *lv, const char *fmt, ...)
 {
 	char reason[DB_REASON_MAX];
 	va_list ap;
@@ -210,7 +208,7 @@ static int provision_lvol(struct agent_loop *l, const struct db_disk *disks, siz
 	int idx, rc, found;
 
 	if (!d) {
-		lvol_fail(l, lv, "disk %s is not a disk of node %s", lv->disk, l->node.name);
+		agent_lvol_fail(l, lv, "disk %s is not a disk of node %s", lv->disk, l->node.name);
 		return 0;
 	}
 	idx = agent_view_lvstore(v, d->lvstore_uuid);
@@ -240,12 +238,12 @@ static int provision_lvol(struct agent_loop *l, const struct db_disk *disks, siz
 		uint64_t avail = lvs->free_clusters * cluster;
 
 		if (need > total) {
-			lvol_fail(l, lv, "size %" PRIu64 " larger than the lvstore of disk %s "
+			agent_lvol_fail(l, lv, "size %" PRIu64 " larger than the lvstore of disk %s "
 				  "(%" PRIu64 " bytes)", need, d->name, total);
 			return 0;
 		}
 		if (need > avail) {
-			lvol_fail(l, lv, "not enough free space on disk %s: need %" PRIu64
+			agent_lvol_fail(l, lv, "not enough free space on disk %s: need %" PRIu64
 				  ", free %" PRIu64, d->name, need, avail);
 			return 0;
 		}
@@ -276,7 +274,7 @@ static int provision_lvol(struct agent_loop *l, const struct db_disk *disks, siz
 				goto out;
 			LOG_INFO("agent", "lvol adopted id=%" PRId64 " uuid=%s", lv->id, uuid);
 		} else if (rc == -ENOSPC) {
-			lvol_fail(l, lv, "no space left on disk %s", d->name);
+			agent_lvol_fail(l, lv, "no space left on disk %s", d->name);
 			rc = 0;
 			goto out;
 		} else if (rc) {
@@ -452,23 +450,24 @@ void agent_provision_tick(struct agent_loop *l)
 		goto out;
 	agent_disks_ensure(l, disks, n_disks, &v);
 
-	/* Many new lvols: every step pipelined over all of them; what the batch
-	 * did not finish goes through provision_lvol below, on a fresh view. */
-	if (bulk && !agent_stopping(l->agent)) {
-		bool touched = false;
+	/* New lvols: independent calls together, every step pipelined over all
+	 * of them (provision_batch.c); what the batch did not finish goes
+	 * through provision_lvol below, on a fresh view. */
+	if (n_lvols && !agent_stopping(l->agent)) {
+		bool stale = false;
 
 		done = mem_zalloc(n_lvols * sizeof(*done));
 		if (!done)
 			goto out;
-		rc = agent_provision_batch(l, disks, n_disks, lvols, n_lvols, &v, done, &touched);
+		rc = agent_provision_batch(l, disks, n_disks, lvols, n_lvols, &v, done, &stale);
 		if (rc) {
 			target_state(l, rc);
 			goto out;
 		}
-		if (touched) {
+		if (stale) {
 			agent_view_free(&v);
 			memset(&v, 0, sizeof(v));
-			rc = agent_view_fetch(l, &v, true, true, false);
+			rc = agent_view_fetch(l, &v, bulk || n_snaps, bulk, false);
 			target_state(l, rc);
 			if (rc)
 				goto out;

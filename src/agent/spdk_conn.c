@@ -196,8 +196,12 @@ int spdk_call_many(struct spdk_client *c, struct spdk_req *reqs, size_t n)
 		if (reqs[i].rc == 1)
 			reqs[i].rc = transport_rc(rc);
 	if (c->rpc) {
-		LOG_WARN("agent", "rpc transport failure in a batch of %zu calls err=%s (outcome of %zu "
-			 "unknown)", n, common_strerror(rc), sent - got);
+		if (rc == -ETIMEDOUT)
+			LOG_WARN("agent", "rpc timeout in a batch of %zu calls timeout_ms=%d (outcome "
+				 "unknown for %zu)", n, c->timeout_ms, sent - got);
+		else
+			LOG_WARN("agent", "rpc transport failure in a batch of %zu calls err=%s (outcome "
+				 "unknown for %zu)", n, common_strerror(rc), sent - got);
 		rpc_client_destroy(c->rpc);
 		c->rpc = NULL;
 	}
