@@ -429,6 +429,42 @@ static void verify_orphans(struct agent_loop *l, const struct db_disk *disks, si
 	}
 }
 
+/*
+ * Subsystems of DELETED lvols. The delete loop removes the subsystem its
+ * listing shows, but a re-export (verify_lvol, on a row read as READY just
+ * before it was deleted) can create one after that listing, and then nothing
+ * else would ever remove it. A DELETED row is final, so a subsystem named for
+ * it goes. Rows of other states keep theirs: they are in some loop's hands.
+ */
+static void verify_stale_subsystems(struct agent_loop *l, const struct agent_view *v,
+				    const struct rows *r)
+{
+	char prefix[AGENT_NQN_MAX + 8];
+	size_t plen;
+
+	snprintf(prefix, sizeof(prefix), "%s:lvol-", l->nqn_prefix);
+	plen = strlen(prefix);
+	for (size_t i = 0; i < v->subsystems.n && !agent_stopping(l->agent); i++) {
+		const char *nqn = v->subsystems.v[i].nqn;
+		struct db_lvol now = { 0 };
+		char *end;
+		long long id;
+		int rc;
+
+		if (strncmp(nqn, prefix, plen) != 0)
+			continue;
+		id = strtoll(nqn + plen, &end, 10);
+		if (*end || id <= 0 || rows_lvol(r, id))
+			continue; /* not ours, or a live row's */
+		if (db_lvol_get(l->db, id, &now) == 0 && now.state == DB_LVOL_DELETED) {
+			rc = spdk_nvmf_subsystem_delete(l->spdk, nqn);
+			LOG_INFO("agent", "subsystem of DELETED lvol removed id=%lld nqn=%s err=%s", id,
+				 nqn, rc ? common_strerror(rc) : "none");
+		}
+		db_lvol_clear(&now);
+	}
+}
+
 /* Open drift/orphan events whose object no longer needs them. */
 static void verify_resolve_stale(struct agent_loop *l, const struct agent_view *v,
 				 const struct db_disk *disks, size_t n, const struct rows *r2)
@@ -615,6 +651,8 @@ void agent_verify(struct agent_loop *l)
 		verify_lvol(l, d, lv, &v, &ix, full, &budget);
 	}
 	verify_orphans(l, disks, n_disks, &v, &r1, &r2);
+	if (full && v.have_subsystems)
+		verify_stale_subsystems(l, &v, &r2);
 	{
 		uint64_t counts[6] = { 0 };
 

@@ -109,3 +109,22 @@ def test_target_restart_forces_full_pass(node):
     assert_converged(node, ids)
     ev = open_events(node, "reexport")
     assert sorted(e["object"] for e in ev) == sorted("lvol/%d" % k for k in ids), ev
+
+
+def test_subsystem_of_deleted_lvol_removed(node):
+    """A subsystem named for a DELETED lvol (what a re-export racing the
+    delete loop leaves: the delete loop listed the target before the
+    re-export made it) is removed by the next full verify pass."""
+    node.start_agent()
+    keep = node.create("8MiB", wait=True)
+    gone = node.create("8MiB", wait=True)
+    node.ctl("lvol", "delete", gone, "--wait=30")
+    nqn = "nqn.2026-11.io.diskengine:lvol-%d" % gone
+    assert nqn not in node.subsystems()
+    node.rpc_ok("nvmf_create_subsystem", {"nqn": nqn, "serial_number": "DE%018d" % gone,
+                                          "model_number": "diskengine lvol"})
+    node.stop_agent()
+    node.start_agent()  # its first verify pass is a full one
+    helpers.wait_for(lambda: nqn not in node.subsystems(), 15, 0.1, "stale subsystem removed")
+    assert "subsystem of DELETED lvol removed id=%d" % gone in node.agent.output()
+    assert_converged(node, [keep])
