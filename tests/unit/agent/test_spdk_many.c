@@ -22,18 +22,14 @@
 #include "agent/spdk.h"
 #include "common/common.h"
 #include "rpc/rpc.h"
+#include "rpc_test_srv.h"
 
+/* The test's state beside the server (rpc_test_srv.ctx). */
 struct srv {
-	pthread_t th;
-	char path[108];
-	struct ev_loop *loop;
-	struct rpc_server *s;
-	atomic_bool stop;
-	atomic_int ready;
+	struct rpc_test_srv t;         /* first: the hooks get it */
 	struct rpc_request *held;      /* "later": answered after the next "now" */
 	json_t *held_v;
-	atomic_bool mute;              /* "quiet": requests are never answered */
-	struct rpc_request *muted[64];
+	struct rpc_request *muted[64]; /* "quiet": requests never answered */
 	int n_muted;
 };
 
@@ -73,40 +69,36 @@ static void m_quiet(struct rpc_request *req, json_t *params, void *ctx)
 		s->muted[s->n_muted++] = req;
 }
 
-static void *srv_main(void *arg)
+static void srv_methods(struct rpc_test_srv *rt)
 {
-	struct srv *t = arg;
+	struct srv *t = (struct srv *)rt;
 
-	assert_int_equal(ev_loop_create(&t->loop), 0);
-	assert_int_equal(rpc_server_create(t->loop, &t->s), 0);
-	assert_int_equal(rpc_server_register(t->s, "later", m_later, t, 0), 0);
-	assert_int_equal(rpc_server_register(t->s, "now", m_now, t, 0), 0);
-	assert_int_equal(rpc_server_register(t->s, "nvmf_create_subsystem", m_fail, t, 0), 0);
-	assert_int_equal(rpc_server_register(t->s, "quiet", m_quiet, t, 0), 0);
-	assert_int_equal(rpc_server_listen(t->s, t->path, 0600), 0);
-	atomic_store(&t->ready, 1);
-	while (!atomic_load(&t->stop))
-		ev_loop_run_once(t->loop, 20);
-	rpc_server_destroy(t->s);
-	/* requests still held are completed (and discarded) so nothing leaks */
+	assert_int_equal(rpc_server_register(rt->s, "later", m_later, t, 0), 0);
+	assert_int_equal(rpc_server_register(rt->s, "now", m_now, t, 0), 0);
+	assert_int_equal(rpc_server_register(rt->s, "nvmf_create_subsystem", m_fail, t, 0), 0);
+	assert_int_equal(rpc_server_register(rt->s, "quiet", m_quiet, t, 0), 0);
+}
+
+/* Requests still held are completed (and discarded) so nothing leaks. */
+static void srv_after(struct rpc_test_srv *rt)
+{
+	struct srv *t = (struct srv *)rt;
+
 	if (t->held) {
 		json_decref(t->held_v);
 		rpc_request_reply_true(t->held);
 	}
 	for (int i = 0; i < t->n_muted; i++)
 		rpc_request_reply_true(t->muted[i]);
-	ev_loop_destroy(t->loop);
-	return NULL;
 }
 
 static int setup(void **state)
 {
 	struct srv *t = calloc(1, sizeof(*t));
 
-	snprintf(t->path, sizeof(t->path), "/tmp/de-spdk-many-%d.sock", (int)getpid());
-	pthread_create(&t->th, NULL, srv_main, t);
-	while (!atomic_load(&t->ready))
-		usleep(1000);
+	t->t.setup = srv_methods;
+	t->t.after = srv_after;
+	rpc_test_srv_start(&t->t, "spdk-many");
 	*state = t;
 	return 0;
 }
@@ -115,8 +107,7 @@ static int teardown(void **state)
 {
 	struct srv *t = *state;
 
-	atomic_store(&t->stop, true);
-	pthread_join(t->th, NULL);
+	rpc_test_srv_stop(&t->t);
 	free(t);
 	return 0;
 }
@@ -133,7 +124,7 @@ static void test_replies_in_any_order(void **state)
 	struct spdk_client *c;
 	struct spdk_req r[5];
 
-	assert_int_equal(spdk_client_create(t->path, 2000, &c), 0);
+	assert_int_equal(spdk_client_create(t->t.path, 2000, &c), 0);
 	/* the server answers "later" only after the following "now" */
 	req_set(&r[0], "later", 10);
 	req_set(&r[1], "now", 11);
@@ -167,7 +158,7 @@ static void test_no_answer_is_outcome_unknown(void **state)
 	struct spdk_client *c;
 	struct spdk_req r[3];
 
-	assert_int_equal(spdk_client_create(t->path, 300, &c), 0);
+	assert_int_equal(spdk_client_create(t->t.path, 300, &c), 0);
 	req_set(&r[0], "now", 1);
 	req_set(&r[1], "quiet", 2);
 	req_set(&r[2], "quiet", 3);

@@ -25,6 +25,7 @@
 #include "common/common.h"
 #include "json/json.h"
 #include "rpc/rpc.h"
+#include "rpc_test_srv.h"
 
 /* ============================================================ params */
 
@@ -972,37 +973,21 @@ static void test_server_many_connections(void **state)
 
 /* ================================================ client + real socket */
 
-struct srv_thread {
-	pthread_t th;
-	char path[108];
-	struct ev_loop *loop;
-	struct rpc_server *s;
-	atomic_bool stop;
-	atomic_int ready;
-};
-
 static void m_slow(struct rpc_request *req, json_t *params, void *ctx);
 
-static void *srv_main(void *arg)
+static void srv_methods(struct rpc_test_srv *t)
 {
-	struct srv_thread *t = arg;
-
-	assert_int_equal(ev_loop_create(&t->loop), 0);
-	assert_int_equal(rpc_server_create(t->loop, &t->s), 0);
 	fx_register(t->s);
 	assert_int_equal(rpc_server_register(t->s, "slow", m_slow, NULL, 0), 0);
-	assert_int_equal(rpc_server_listen(t->s, t->path, 0600), 0);
-	atomic_store(&t->ready, 1);
-	while (!atomic_load(&t->stop))
-		ev_loop_run_once(t->loop, 20);
-	rpc_server_destroy(t->s);
+}
+
+static void srv_after(struct rpc_test_srv *t)
+{
 	while (n_held > 0)
 		rpc_request_reply(held[--n_held], json_true());
 	/* let timers of "slow" fire */
 	for (int i = 0; i < 30; i++)
 		ev_loop_run_once(t->loop, 20);
-	ev_loop_destroy(t->loop);
-	return NULL;
 }
 
 static void slow_done(struct ev_loop *loop, struct ev_timer *timer, void *arg)
@@ -1018,23 +1003,21 @@ static void m_slow(struct rpc_request *req, json_t *params, void *ctx)
 
 static int srv_setup(void **state)
 {
-	struct srv_thread *t = calloc(1, sizeof(*t));
+	struct rpc_test_srv *t = calloc(1, sizeof(*t));
 
-	snprintf(t->path, sizeof(t->path), "/tmp/de-rpc-test-%d.sock", (int)getpid());
 	n_held = 0;
-	pthread_create(&t->th, NULL, srv_main, t);
-	while (!atomic_load(&t->ready))
-		usleep(1000);
+	t->setup = srv_methods;
+	t->after = srv_after;
+	rpc_test_srv_start(t, "rpc-test");
 	*state = t;
 	return 0;
 }
 
 static int srv_teardown(void **state)
 {
-	struct srv_thread *t = *state;
+	struct rpc_test_srv *t = *state;
 
-	atomic_store(&t->stop, true);
-	pthread_join(t->th, NULL);
+	rpc_test_srv_stop(t);
 	assert_int_equal(access(t->path, F_OK), -1); /* socket file removed */
 	free(t);
 	return 0;
@@ -1042,7 +1025,7 @@ static int srv_teardown(void **state)
 
 static void test_client_calls(void **state)
 {
-	struct srv_thread *t = *state;
+	struct rpc_test_srv *t = *state;
 	struct rpc_client *c;
 	struct rpc_error err;
 	json_t *res;
@@ -1080,7 +1063,7 @@ static void test_client_calls(void **state)
 
 static void test_client_timeout_unknown(void **state)
 {
-	struct srv_thread *t = *state;
+	struct rpc_test_srv *t = *state;
 	struct rpc_client *c;
 	struct rpc_error err;
 	json_t *res = (json_t *)1;
@@ -1106,7 +1089,7 @@ static void test_client_timeout_unknown(void **state)
 
 static void test_client_pipelining(void **state)
 {
-	struct srv_thread *t = *state;
+	struct rpc_test_srv *t = *state;
 	struct rpc_client *c;
 	struct rpc_error err;
 	uint64_t id, first = 0;
@@ -1149,7 +1132,7 @@ static void test_client_pipelining(void **state)
  * afterwards everything works again. */
 static void test_client_alloc_faults(void **state)
 {
-	struct srv_thread *t = *state;
+	struct rpc_test_srv *t = *state;
 	struct rpc_client *c;
 	struct rpc_error err;
 	json_t *res;
@@ -1311,7 +1294,7 @@ static void test_client_reply_shapes(void **state)
 /* The server's socket: stale file replaced, a live one refused, mode 0600. */
 static void test_server_listen_rules(void **state)
 {
-	struct srv_thread *t = *state;
+	struct rpc_test_srv *t = *state;
 	struct ev_loop *loop;
 	struct rpc_server *s;
 	char path[108];

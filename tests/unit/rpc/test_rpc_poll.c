@@ -25,6 +25,7 @@
 #include "common/common.h"
 #include "json/json.h"
 #include "rpc/rpc.h"
+#include "rpc_test_srv.h"
 
 #define POLL_US   20000u /* the interval under test */
 #define POLL_MS   (POLL_US / 1000)
@@ -404,51 +405,28 @@ static void test_poll_exit_flag(void **state)
 
 /* ================================ server thread, blocking client over a socket */
 
-struct srv {
-	pthread_t th;
-	char path[108];
-	struct ev_loop *loop;
-	struct rpc_server *s;
-	atomic_bool stop;
-	atomic_int ready;
-};
-
-static void *srv_main(void *arg)
+static void srv_methods(struct rpc_test_srv *t)
 {
-	struct srv *t = arg;
-
-	assert_int_equal(ev_loop_create(&t->loop), 0);
-	assert_int_equal(rpc_server_create(t->loop, &t->s), 0);
 	assert_int_equal(rpc_server_register_builtins(t->s), 0);
 	assert_int_equal(rpc_server_register(t->s, "echo", m_echo, NULL, 0), 0);
 	assert_int_equal(rpc_server_set_poll_interval(t->s, POLL_US), 0);
-	assert_int_equal(rpc_server_listen(t->s, t->path, 0600), 0);
-	atomic_store(&t->ready, 1);
-	while (!atomic_load(&t->stop))
-		ev_loop_run_once(t->loop, 20);
-	rpc_server_destroy(t->s);
-	ev_loop_destroy(t->loop);
-	return NULL;
 }
 
 static int srv_setup(void **state)
 {
-	struct srv *t = calloc(1, sizeof(*t));
+	struct rpc_test_srv *t = calloc(1, sizeof(*t));
 
-	snprintf(t->path, sizeof(t->path), "/tmp/de-rpc-poll-%d.sock", (int)getpid());
-	pthread_create(&t->th, NULL, srv_main, t);
-	while (!atomic_load(&t->ready))
-		usleep(1000);
+	t->setup = srv_methods;
+	rpc_test_srv_start(t, "rpc-poll");
 	*state = t;
 	return 0;
 }
 
 static int srv_teardown(void **state)
 {
-	struct srv *t = *state;
+	struct rpc_test_srv *t = *state;
 
-	atomic_store(&t->stop, true);
-	pthread_join(t->th, NULL);
+	rpc_test_srv_stop(t);
 	free(t);
 	return 0;
 }
@@ -458,7 +436,7 @@ static int srv_teardown(void **state)
  * would take at least 32). */
 static void test_poll_sequential_and_pipelined(void **state)
 {
-	struct srv *t = *state;
+	struct rpc_test_srv *t = *state;
 	struct rpc_client *c;
 	struct rpc_error err;
 	uint64_t t0, dt, max_dt = 0, min_dt = UINT64_MAX;
