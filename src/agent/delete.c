@@ -180,7 +180,6 @@ void agent_delete_tick(struct agent_loop *l)
 			goto out;
 		if (batched) {
 			agent_view_free(&v);
-			memset(&v, 0, sizeof(v));
 			if ((rc = agent_view_fetch(l, &v, true, true, false)) != 0)
 				goto out;
 		}

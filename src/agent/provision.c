@@ -466,7 +466,6 @@ void agent_provision_tick(struct agent_loop *l)
 		}
 		if (stale) {
 			agent_view_free(&v);
-			memset(&v, 0, sizeof(v));
 			rc = agent_view_fetch(l, &v, bulk || n_snaps, bulk, false);
 			target_state(l, rc);
 			if (rc)

@@ -37,7 +37,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "agent/metrics.h"
 #include "common/common.h"
 
 /* One row in the batch. */

@@ -80,6 +80,18 @@ static int client_ensure(struct spdk_client *c)
 	return 0;
 }
 
+/* An error reply of `method`: kept as the last error, mapped to -errno. */
+static int remote_error(struct spdk_client *c, const char *method, const struct rpc_error *err)
+{
+	int rc = spdk_error_classify(method, err->code, err->message);
+
+	c->last_code = err->code;
+	snprintf(c->last_message, sizeof(c->last_message), "%s", err->message);
+	LOG_DEBUG("agent", "rpc error method=%s code=%d message=\"%s\" err=%d", method, err->code,
+		  err->message, rc);
+	return rc;
+}
+
 int spdk_call(struct spdk_client *c, const char *method, json_t *params, json_t **result)
 {
 	struct rpc_error err = { 0 };
@@ -105,14 +117,8 @@ int spdk_call(struct spdk_client *c, const char *method, json_t *params, json_t 
 			json_decref(res);
 		return 0;
 	}
-	if (rc == -EREMOTE) {
-		c->last_code = err.code;
-		snprintf(c->last_message, sizeof(c->last_message), "%s", err.message);
-		rc = spdk_error_classify(method, err.code, err.message);
-		LOG_DEBUG("agent", "rpc error method=%s code=%d message=\"%s\" err=%d", method,
-			  err.code, err.message, rc);
-		return rc;
-	}
+	if (rc == -EREMOTE)
+		return remote_error(c, method, &err);
 	/* Transport failure: drop the connection; the next call reconnects. */
 	rpc_client_destroy(c->rpc);
 	c->rpc = NULL;
@@ -183,11 +189,7 @@ int spdk_call_many(struct spdk_client *c, struct spdk_req *reqs, size_t n)
 			reqs[i].result = res;
 			continue;
 		}
-		c->last_code = err.code;
-		snprintf(c->last_message, sizeof(c->last_message), "%s", err.message);
-		reqs[i].rc = spdk_error_classify(reqs[i].method, err.code, err.message);
-		LOG_DEBUG("agent", "rpc error method=%s code=%d message=\"%s\" err=%d",
-			  reqs[i].method, err.code, err.message, reqs[i].rc);
+		reqs[i].rc = remote_error(c, reqs[i].method, &err);
 	}
 	if (rc == 0)
 		return 0;

@@ -439,27 +439,18 @@ static void verify_orphans(struct agent_loop *l, const struct db_disk *disks, si
 static void verify_stale_subsystems(struct agent_loop *l, const struct agent_view *v,
 				    const struct rows *r)
 {
-	char prefix[AGENT_NQN_MAX + 8];
-	size_t plen;
-
-	snprintf(prefix, sizeof(prefix), "%s:lvol-", l->nqn_prefix);
-	plen = strlen(prefix);
 	for (size_t i = 0; i < v->subsystems.n && !agent_stopping(l->agent); i++) {
 		const char *nqn = v->subsystems.v[i].nqn;
+		int64_t id = agent_nqn_lvol_id(l->nqn_prefix, nqn);
 		struct db_lvol now = { 0 };
-		char *end;
-		long long id;
 		int rc;
 
-		if (strncmp(nqn, prefix, plen) != 0)
-			continue;
-		id = strtoll(nqn + plen, &end, 10);
-		if (*end || id <= 0 || rows_lvol(r, id))
+		if (id <= 0 || rows_lvol(r, id))
 			continue; /* not ours, or a live row's */
 		if (db_lvol_get(l->db, id, &now) == 0 && now.state == DB_LVOL_DELETED) {
 			rc = spdk_nvmf_subsystem_delete(l->spdk, nqn);
-			LOG_INFO("agent", "subsystem of DELETED lvol removed id=%lld nqn=%s err=%s", id,
-				 nqn, rc ? common_strerror(rc) : "none");
+			LOG_INFO("agent", "subsystem of DELETED lvol removed id=%" PRId64 " nqn=%s err=%s",
+				 id, nqn, rc ? common_strerror(rc) : "none");
 		}
 		db_lvol_clear(&now);
 	}
