@@ -18,8 +18,13 @@ import signal
 import socket
 import sqlite3
 import subprocess
+import sys
 import time
 import urllib.request
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))), "tests", "integration"))
+from helpers import free_port  # noqa: E402,F401 (bench/agent/run uses bulk.free_port)
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -181,14 +186,6 @@ def proc_hwm_mib(pid):
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024.0
     return float("nan")
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def wait_socket(path, proc, timeout=10):
