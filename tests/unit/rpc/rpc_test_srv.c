@@ -1,5 +1,6 @@
 /*
- * rpc_test_srv.c: the threaded JSON-RPC test server (see rpc_test_srv.h).
+ * rpc_test_srv.c: the JSON-RPC test servers (see rpc_test_srv.h): one on a
+ * thread behind a unix socket, one over a socketpair in the test's thread.
  */
 #include "rpc_test_srv.h"
 
@@ -8,6 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <sys/socket.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -46,4 +49,57 @@ void rpc_test_srv_stop(struct rpc_test_srv *t)
 {
 	atomic_store(&t->stop, true);
 	pthread_join(t->th, NULL);
+}
+
+struct rpc_test_pair *rpc_test_pair_open(void (*methods)(struct rpc_server *s))
+{
+	struct rpc_test_pair *f = calloc(1, sizeof(*f));
+	int sv[2];
+
+	assert_non_null(f);
+	assert_int_equal(ev_loop_create(&f->loop), 0);
+	assert_int_equal(rpc_server_create(f->loop, &f->s), 0);
+	methods(f->s);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+	assert_int_equal(rpc_server_adopt_fd(f->s, sv[0]), 0);
+	f->fd = sv[1];
+	return f;
+}
+
+void rpc_test_pair_close(struct rpc_test_pair *f, void (*after)(void))
+{
+	if (f->fd >= 0)
+		close(f->fd);
+	rpc_server_destroy(f->s);
+	if (after)
+		after();
+	ev_loop_destroy(f->loop);
+	json_buf_free(&f->in);
+	free(f);
+}
+
+void rpc_test_pair_drain(struct rpc_test_pair *f)
+{
+	char buf[65536];
+	ssize_t n = -1;
+
+	while (f->fd >= 0 && (n = read(f->fd, buf, sizeof(buf))) > 0)
+		json_buf_append(&f->in, buf, (size_t)n);
+	if (n == 0)
+		f->peer_closed = true;
+}
+
+void rpc_test_pair_turn(struct rpc_test_pair *f, int timeout_ms)
+{
+	ev_loop_run_once(f->loop, timeout_ms);
+	rpc_test_pair_drain(f);
+}
+
+unsigned rpc_test_pair_lines(const struct rpc_test_pair *f)
+{
+	unsigned n = 0;
+
+	for (size_t i = 0; i < f->in.len; i++)
+		n += f->in.data[i] == '\n';
+	return n;
 }

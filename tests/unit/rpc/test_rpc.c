@@ -166,14 +166,6 @@ static void test_params_absent(void **state)
 
 /* ============================================ server over a socketpair */
 
-struct fx {
-	struct ev_loop *loop;
-	struct rpc_server *s;
-	int fd; /* the client's end */
-	struct json_buf in;
-	bool peer_closed;
-};
-
 /* Requests held by the "hold" method, completed by the test. */
 static struct rpc_request *held[64];
 static int n_held;
@@ -232,52 +224,27 @@ static void fx_register(struct rpc_server *s)
 	assert_int_equal(rpc_server_register(s, "", m_echo, NULL, 0), -EINVAL);
 }
 
+/* Requests still held complete after the server is gone: valid. */
+static void reply_held(void)
+{
+	while (n_held > 0)
+		rpc_request_reply(held[--n_held], json_true());
+}
+
 static int fx_setup(void **state)
 {
-	struct fx *f = calloc(1, sizeof(*f));
-	int sv[2];
-
-	assert_int_equal(ev_loop_create(&f->loop), 0);
-	assert_int_equal(rpc_server_create(f->loop, &f->s), 0);
-	fx_register(f->s);
-	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
-	assert_int_equal(rpc_server_adopt_fd(f->s, sv[0]), 0);
-	f->fd = sv[1];
 	n_held = 0;
-	*state = f;
+	*state = rpc_test_pair_open(fx_register);
 	return 0;
 }
 
 static int fx_teardown(void **state)
 {
-	struct fx *f = *state;
-
-	if (f->fd >= 0)
-		close(f->fd);
-	rpc_server_destroy(f->s);
-	/* Requests still held complete after the server is gone: valid. */
-	while (n_held > 0)
-		rpc_request_reply(held[--n_held], json_true());
-	ev_loop_destroy(f->loop);
-	json_buf_free(&f->in);
-	free(f);
+	rpc_test_pair_close(*state, reply_held);
 	return 0;
 }
 
-/* One loop round plus reading whatever the server wrote. */
-static void fx_turn(struct fx *f, int timeout_ms)
-{
-	char buf[65536];
-	ssize_t n = -1;
-
-	ev_loop_run_once(f->loop, timeout_ms);
-	while (f->fd >= 0 && (n = read(f->fd, buf, sizeof(buf))) > 0)
-		json_buf_append(&f->in, buf, (size_t)n);
-	if (n == 0)
-		f->peer_closed = true;
-}
-
-static void fx_send(struct fx *f, const void *data, size_t len)
+static void fx_send(struct rpc_test_pair *f, const void *data, size_t len)
 {
 	const char *p = data;
 
@@ -286,7 +253,7 @@ static void fx_send(struct fx *f, const void *data, size_t len)
 
 		if (n < 0) {
 			assert_true(errno == EAGAIN);
-			fx_turn(f, 10);
+			rpc_test_pair_turn(f, 10);
 			continue;
 		}
 		p += n;
@@ -294,51 +261,42 @@ static void fx_send(struct fx *f, const void *data, size_t len)
 	}
 }
 
-static void fx_send_str(struct fx *f, const char *s)
+static void fx_send_str(struct rpc_test_pair *f, const char *s)
 {
 	fx_send(f, s, strlen(s));
 }
 
-static unsigned count_lines(const struct fx *f)
-{
-	unsigned n = 0;
-
-	for (size_t i = 0; i < f->in.len; i++)
-		n += f->in.data[i] == '\n';
-	return n;
-}
-
 /* Runs the loop until `lines` response lines arrived (or 3 s). */
-static const char *fx_wait_lines(struct fx *f, unsigned lines)
+static const char *fx_wait_lines(struct rpc_test_pair *f, unsigned lines)
 {
 	uint64_t deadline = clock_mono_ms() + 3000;
 
-	while (count_lines(f) < lines && clock_mono_ms() < deadline && !f->peer_closed)
-		fx_turn(f, 5);
+	while (rpc_test_pair_lines(f) < lines && clock_mono_ms() < deadline && !f->peer_closed)
+		rpc_test_pair_turn(f, 5);
 	return json_buf_cstr(&f->in);
 }
 
 /* Runs the loop a little and asserts nothing more arrived. */
-static void fx_expect_quiet(struct fx *f, unsigned lines)
+static void fx_expect_quiet(struct rpc_test_pair *f, unsigned lines)
 {
 	for (int i = 0; i < 10; i++)
-		fx_turn(f, 2);
-	assert_int_equal(count_lines(f), lines);
+		rpc_test_pair_turn(f, 2);
+	assert_int_equal(rpc_test_pair_lines(f), lines);
 }
 
-static void fx_expect_closed(struct fx *f)
+static void fx_expect_closed(struct rpc_test_pair *f)
 {
 	uint64_t deadline = clock_mono_ms() + 3000;
 
 	while (!f->peer_closed && clock_mono_ms() < deadline)
-		fx_turn(f, 5);
+		rpc_test_pair_turn(f, 5);
 	assert_true(f->peer_closed);
 }
 
-static void expect_reply(struct fx *f, const char *req, const char *want)
+static void expect_reply(struct rpc_test_pair *f, const char *req, const char *want)
 {
 	size_t before = f->in.len;
-	unsigned lines = count_lines(f);
+	unsigned lines = rpc_test_pair_lines(f);
 
 	fx_send_str(f, req);
 	fx_wait_lines(f, lines + 1);
@@ -352,7 +310,7 @@ static void expect_reply(struct fx *f, const char *req, const char *want)
 
 static void test_server_golden(void **state)
 {
-	struct fx *f = *state;
+	struct rpc_test_pair *f = *state;
 
 	/* a01, a83, a86, a89, a90 */
 	expect_reply(f, "{\"jsonrpc\": \"2.0\", \"method\": \"spdk_get_version\", \"id\": 1}",
@@ -380,12 +338,12 @@ static void test_server_golden(void **state)
 	/* ...and completes when the rest arrives. */
 	fx_send_str(f, "}");
 	fx_wait_lines(f, 9);
-	assert_int_equal(count_lines(f), 9);
+	assert_int_equal(rpc_test_pair_lines(f), 9);
 }
 
 static void test_server_invalid_json_closes(void **state)
 {
-	struct fx *f = *state;
+	struct rpc_test_pair *f = *state;
 
 	/* a88: a reply for the valid request before, nothing for the bad one. */
 	fx_send_str(f, "{\"jsonrpc\":\"2.0\",\"method\":\"echo\",\"id\":1}"
@@ -397,7 +355,7 @@ static void test_server_invalid_json_closes(void **state)
 
 static void test_server_notifications(void **state)
 {
-	struct fx *f = *state;
+	struct rpc_test_pair *f = *state;
 
 	/* a91: no reply to a successful notification, nor with "id": null. */
 	fx_send_str(f, "{\"jsonrpc\":\"2.0\",\"method\":\"spdk_get_version\"}");
@@ -412,7 +370,7 @@ static void test_server_notifications(void **state)
 
 static void test_server_invalid_requests(void **state)
 {
-	struct fx *f = *state;
+	struct rpc_test_pair *f = *state;
 	static const char *inv = "{\"jsonrpc\":\"2.0\",\"id\":null,\"error\":{\"code\":-32600,\"message\":\"Invalid request\"}}\n";
 
 	expect_reply(f, "{\"jsonrpc\":\"1.0\",\"method\":\"echo\",\"id\":1}", inv);
@@ -493,18 +451,18 @@ static void test_server_fast_path_equivalence(void **state)
 		"[{\"method\":\"echo\",\"id\":22},{\"method\":\"echo\",\"id\":\"x\"}]",
 		"{\"method\":\"echo\",\"id\":23,\"params\":{\"s\":\"\xff\"}}",
 	};
-	struct fx *f = *state;
+	struct rpc_test_pair *f = *state;
 	char *out[2];
 
 	for (int mode = 0; mode < 2; mode++) {
 		rpc_server_no_fast_path = mode == 1;
 		json_buf_reset(&f->in);
 		for (size_t i = 0; i < COMMON_ARRAY_SIZE(reqs) - 1; i++) {
-			unsigned before = count_lines(f);
+			unsigned before = rpc_test_pair_lines(f);
 
 			fx_send_str(f, reqs[i]);
 			for (int t = 0; t < 6; t++)
-				fx_turn(f, 1);
+				rpc_test_pair_turn(f, 1);
 			(void)before;
 		}
 		/* The last one is invalid UTF-8: the connection is closed. */
@@ -533,7 +491,7 @@ static void test_server_fast_path_equivalence(void **state)
 
 static void test_server_batch(void **state)
 {
-	struct fx *f = *state;
+	struct rpc_test_pair *f = *state;
 
 	/* a92 shape. */
 	expect_reply(f, "[{\"jsonrpc\":\"2.0\",\"method\":\"spdk_get_version\",\"id\":1},{\"jsonrpc\":\"2.0\",\"method\":\"fail\",\"id\":2}]",
@@ -564,19 +522,19 @@ static void test_server_split_every_offset(void **state)
 		"[{\"method\":\"echo\",\"id\":2,\"params\":{\"s\":\"\\u00e9}]\"}},{\"method\":\"nope\",\"id\":3}]"
 		"\n{\"method\":\"echo\"}"
 		"{\"method\":\"echo\",\"id\":\"four\",\"params\":[1.5,-2e3,true,null]}";
-	struct fx *f = *state;
+	struct rpc_test_pair *f = *state;
 	char *want;
 	size_t len = strlen(reqs);
 
 	fx_send(f, reqs, len);
 	fx_wait_lines(f, 3);
-	assert_int_equal(count_lines(f), 3);
+	assert_int_equal(rpc_test_pair_lines(f), 3);
 	want = strdup(json_buf_cstr(&f->in));
 	for (size_t cut = 1; cut < len; cut++) {
 		json_buf_reset(&f->in);
 		fx_send(f, reqs, cut);
-		fx_turn(f, 0);
-		fx_turn(f, 0);
+		rpc_test_pair_turn(f, 0);
+		rpc_test_pair_turn(f, 0);
 		fx_send(f, reqs + cut, len - cut);
 		fx_wait_lines(f, 3);
 		if (strcmp(json_buf_cstr(&f->in), want))
@@ -586,7 +544,7 @@ static void test_server_split_every_offset(void **state)
 	json_buf_reset(&f->in);
 	for (size_t i = 0; i < len; i++) {
 		fx_send(f, reqs + i, 1);
-		fx_turn(f, 0);
+		rpc_test_pair_turn(f, 0);
 	}
 	fx_wait_lines(f, 3);
 	assert_string_equal(json_buf_cstr(&f->in), want);
@@ -596,7 +554,7 @@ static void test_server_split_every_offset(void **state)
 /* Responses go out in request order even when completions do not. */
 static void test_server_order(void **state)
 {
-	struct fx *f = *state;
+	struct rpc_test_pair *f = *state;
 	const char *out;
 
 	fx_send_str(f, "{\"method\":\"hold\",\"id\":1}{\"method\":\"hold\",\"id\":2}"
@@ -620,7 +578,7 @@ static void test_server_order(void **state)
 /* 5,000 pipelined requests in one write: all answered, in order. */
 static void test_server_pipelined(void **state)
 {
-	struct fx *f = *state;
+	struct rpc_test_pair *f = *state;
 	struct json_buf b = { 0 };
 	struct json_framer *fr;
 	unsigned i, n = 5000;
@@ -631,7 +589,7 @@ static void test_server_pipelined(void **state)
 				i % 3 ? "echo" : "spdk_get_version", i);
 	fx_send(f, b.data, b.len);
 	fx_wait_lines(f, n);
-	assert_int_equal(count_lines(f), n);
+	assert_int_equal(rpc_test_pair_lines(f), n);
 	assert_int_equal(json_framer_create(0, &fr), 0);
 	json_framer_feed(fr, f->in.data, f->in.len);
 	for (i = 0; i < n; i++) {
@@ -648,7 +606,7 @@ static void test_server_pipelined(void **state)
  * reads; every reply arrives, in order. */
 static void test_server_backpressure(void **state)
 {
-	struct fx *f = *state;
+	struct rpc_test_pair *f = *state;
 	char req[1200], pad[1024];
 	unsigned sent = 0, stalls = 0;
 	struct json_framer *fr;
@@ -693,7 +651,7 @@ static void test_server_backpressure(void **state)
 
 static void test_server_oversize(void **state)
 {
-	struct fx *f = *state;
+	struct rpc_test_pair *f = *state;
 	char big[5000];
 
 	rpc_server_destroy(f->s);
@@ -731,7 +689,7 @@ static void test_server_oversize(void **state)
  * valid, the replies are discarded, nothing leaks. */
 static void test_server_disconnect_pending(void **state)
 {
-	struct fx *f = *state;
+	struct rpc_test_pair *f = *state;
 
 	fx_send_str(f, "{\"method\":\"hold\",\"id\":1}[{\"method\":\"hold\",\"id\":2},{\"method\":\"echo\",\"id\":3}]");
 	fx_expect_quiet(f, 0);
@@ -751,7 +709,7 @@ static void test_server_disconnect_pending(void **state)
  * answers what it got, then closes. */
 static void test_server_half_close(void **state)
 {
-	struct fx *f = *state;
+	struct rpc_test_pair *f = *state;
 
 	fx_send_str(f, "{\"method\":\"hold\",\"id\":1}{\"method\":\"echo\",\"id\":2}");
 	shutdown(f->fd, SHUT_WR);
@@ -778,7 +736,7 @@ static bool test_hook(struct rpc_request *req, const char *method, json_t *param
 
 static void test_server_hook_and_drop(void **state)
 {
-	struct fx *f = *state;
+	struct rpc_test_pair *f = *state;
 
 	rpc_server_set_hook(f->s, test_hook, NULL);
 	expect_reply(f, "{\"method\":\"spdk_get_version\",\"id\":1}",
@@ -787,7 +745,7 @@ static void test_server_hook_and_drop(void **state)
 	fx_send_str(f, "{\"method\":\"echo\",\"id\":2,\"params\":{\"drop\":1}}");
 	expect_reply(f, "{\"method\":\"echo\",\"id\":3}", "{\"jsonrpc\":\"2.0\",\"id\":3,\"result\":null}\n");
 	assert_int_equal(hook_calls, 3);
-	assert_int_equal(count_lines(f), 2);
+	assert_int_equal(rpc_test_pair_lines(f), 2);
 	rpc_server_set_hook(f->s, NULL, NULL);
 }
 
@@ -811,7 +769,7 @@ static bool exit_hook(struct rpc_request *req, const char *method, json_t *param
 
 static void test_server_exit_flag(void **state)
 {
-	struct fx *f = *state;
+	struct rpc_test_pair *f = *state;
 	pid_t pid;
 	int status;
 
@@ -833,7 +791,7 @@ static void test_server_exit_flag(void **state)
 		ssize_t n;
 
 		/* (EOF never comes: this process still holds the server's end.) */
-		while (count_lines(f) < 1 && clock_mono_ms() < deadline) {
+		while (rpc_test_pair_lines(f) < 1 && clock_mono_ms() < deadline) {
 			struct pollfd p = { .fd = f->fd, .events = POLLIN };
 
 			poll(&p, 1, 50);
@@ -877,7 +835,7 @@ static void local_cb(void *arg, json_t *result, int code, const char *message)
 
 static void test_server_call_local(void **state)
 {
-	struct fx *f = *state;
+	struct rpc_test_pair *f = *state;
 	struct local_result r = { 0 };
 	json_t *p = json_pack("{s:s}", "name", "lvs0");
 
@@ -908,7 +866,7 @@ static void test_server_call_local(void **state)
 /* Allocation failures at every point of a request's life: no crash, no leak. */
 static void test_server_alloc_faults(void **state)
 {
-	struct fx *f = *state;
+	struct rpc_test_pair *f = *state;
 
 	for (long k = 0; k < 60; k++) {
 		int sv[2];
@@ -926,19 +884,19 @@ static void test_server_alloc_faults(void **state)
 		fx_send_str(f, "[{\"method\":\"echo\",\"id\":1,\"params\":{\"a\":\"b\"}},{\"method\":\"fail\",\"id\":2}]"
 			       "{\"method\":\"hold\",\"id\":3}{\"method\":\"echo\",\"id\":4}");
 		for (int i = 0; i < 4; i++)
-			fx_turn(f, 1);
+			rpc_test_pair_turn(f, 1);
 		mem_fault_clear();
 		while (n_held > 0)
 			rpc_request_reply(held[--n_held], json_true());
 		for (int i = 0; i < 4; i++)
-			fx_turn(f, 1);
+			rpc_test_pair_turn(f, 1);
 	}
 	mem_fault_clear();
 }
 
 static void test_server_many_connections(void **state)
 {
-	struct fx *f = *state;
+	struct rpc_test_pair *f = *state;
 	enum { N = 300 };
 	int fds[N];
 

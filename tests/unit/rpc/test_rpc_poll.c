@@ -57,105 +57,63 @@ static void register_methods(struct rpc_server *s)
 
 /* ==================================== one thread, server over a socketpair */
 
-struct pf {
-	struct ev_loop *loop;
-	struct rpc_server *s;
-	int fd; /* the client's end */
-	struct json_buf in;
-	bool peer_closed;
-};
+static void pf_methods(struct rpc_server *s)
+{
+	register_methods(s);
+	assert_int_equal(rpc_server_set_poll_interval(s, POLL_US), 0);
+}
+
+static void reply_held(void)
+{
+	while (n_held > 0)
+		rpc_request_reply(held[--n_held], json_true());
+}
 
 static int pf_setup(void **state)
 {
-	struct pf *f = calloc(1, sizeof(*f));
-	int sv[2];
-
-	assert_int_equal(ev_loop_create(&f->loop), 0);
-	assert_int_equal(rpc_server_create(f->loop, &f->s), 0);
-	register_methods(f->s);
-	assert_int_equal(rpc_server_set_poll_interval(f->s, POLL_US), 0);
-	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
-	assert_int_equal(rpc_server_adopt_fd(f->s, sv[0]), 0);
-	f->fd = sv[1];
 	n_held = 0;
-	*state = f;
+	*state = rpc_test_pair_open(pf_methods);
 	return 0;
 }
 
 static int pf_teardown(void **state)
 {
-	struct pf *f = *state;
-
-	if (f->fd >= 0)
-		close(f->fd);
-	rpc_server_destroy(f->s);
-	while (n_held > 0)
-		rpc_request_reply(held[--n_held], json_true());
-	ev_loop_destroy(f->loop);
-	json_buf_free(&f->in);
-	free(f);
+	rpc_test_pair_close(*state, reply_held);
 	return 0;
 }
 
-/* Reads whatever the server wrote, without running the loop. */
-static void pf_drain(struct pf *f)
-{
-	char buf[65536];
-	ssize_t n = -1;
-
-	while (f->fd >= 0 && (n = read(f->fd, buf, sizeof(buf))) > 0)
-		json_buf_append(&f->in, buf, (size_t)n);
-	if (n == 0)
-		f->peer_closed = true;
-}
-
-static void pf_turn(struct pf *f, int timeout_ms)
-{
-	ev_loop_run_once(f->loop, timeout_ms);
-	pf_drain(f);
-}
-
-static void pf_send(struct pf *f, const char *s)
+static void pf_send(struct rpc_test_pair *f, const char *s)
 {
 	size_t len = strlen(s);
 
 	assert_int_equal(write(f->fd, s, len), (ssize_t)len);
 }
 
-static unsigned pf_lines(const struct pf *f)
-{
-	unsigned n = 0;
-
-	for (size_t i = 0; i < f->in.len; i++)
-		n += f->in.data[i] == '\n';
-	return n;
-}
-
 /* Runs the loop until `lines` reply lines arrived (or 5 s). */
-static void pf_wait_lines(struct pf *f, unsigned lines)
+static void pf_wait_lines(struct rpc_test_pair *f, unsigned lines)
 {
 	uint64_t deadline = clock_mono_ms() + 5000;
 
-	while (pf_lines(f) < lines && clock_mono_ms() < deadline && !f->peer_closed)
-		pf_turn(f, 5);
-	assert_int_equal(pf_lines(f), lines);
+	while (rpc_test_pair_lines(f) < lines && clock_mono_ms() < deadline && !f->peer_closed)
+		rpc_test_pair_turn(f, 5);
+	assert_int_equal(rpc_test_pair_lines(f), lines);
 }
 
 /* Runs the loop for about `ms`. */
-static void pf_run_for(struct pf *f, unsigned ms)
+static void pf_run_for(struct rpc_test_pair *f, unsigned ms)
 {
 	uint64_t end = clock_mono_ms() + ms;
 
 	while (clock_mono_ms() < end)
-		pf_turn(f, 2);
+		rpc_test_pair_turn(f, 2);
 }
 
-static void pf_expect_closed(struct pf *f)
+static void pf_expect_closed(struct rpc_test_pair *f)
 {
 	uint64_t deadline = clock_mono_ms() + 5000;
 
 	while (!f->peer_closed && clock_mono_ms() < deadline)
-		pf_turn(f, 5);
+		rpc_test_pair_turn(f, 5);
 	assert_true(f->peer_closed);
 }
 
@@ -163,7 +121,7 @@ static void pf_expect_closed(struct pf *f)
  * connection; off means answered at once again. */
 static void test_poll_busy_and_off(void **state)
 {
-	struct pf *f = *state;
+	struct rpc_test_pair *f = *state;
 	uint64_t t0;
 
 	assert_int_equal(rpc_server_set_poll_interval(f->s, 4000), -EBUSY);
@@ -187,8 +145,8 @@ static void test_poll_busy_and_off(void **state)
 	t0 = clock_mono_ms();
 	pf_send(f, "{\"method\":\"echo\",\"id\":1}");
 	ev_loop_run_once(f->loop, 1000);
-	pf_drain(f);
-	assert_int_equal(pf_lines(f), 1);
+	rpc_test_pair_drain(f);
+	assert_int_equal(rpc_test_pair_lines(f), 1);
 	assert_true(clock_mono_ms() - t0 < 1000);
 }
 
@@ -196,19 +154,19 @@ static void test_poll_busy_and_off(void **state)
  * request completes: only at the next poll, and in request order. */
 static void test_poll_replies_wait_for_next_poll(void **state)
 {
-	struct pf *f = *state;
+	struct rpc_test_pair *f = *state;
 	uint64_t t0 = clock_mono_ms();
 
 	pf_send(f, "{\"method\":\"hold\",\"id\":1}{\"method\":\"echo\",\"id\":2,\"params\":[2]}");
 	while (n_held == 0 && clock_mono_ms() - t0 < 5000)
-		pf_turn(f, 5);
+		rpc_test_pair_turn(f, 5);
 	assert_int_equal(n_held, 1);
 	/* id 2 is answered but waits behind id 1. */
 	pf_run_for(f, 3 * POLL_MS);
-	assert_int_equal(pf_lines(f), 0);
+	assert_int_equal(rpc_test_pair_lines(f), 0);
 	rpc_request_reply(held[--n_held], json_string("one"));
-	pf_drain(f);
-	assert_int_equal(pf_lines(f), 0); /* not written at completion */
+	rpc_test_pair_drain(f);
+	assert_int_equal(rpc_test_pair_lines(f), 0); /* not written at completion */
 	pf_wait_lines(f, 2);
 	assert_string_equal(json_buf_cstr(&f->in), "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":\"one\"}\n"
 						   "{\"jsonrpc\":\"2.0\",\"id\":2,\"result\":[2]}\n");
@@ -220,7 +178,7 @@ static void test_poll_replies_wait_for_next_poll(void **state)
  * leaks (ASan), and completing a held request afterwards is valid. */
 static void test_poll_close_with_replies_pending(void **state)
 {
-	struct pf *f = *state;
+	struct rpc_test_pair *f = *state;
 	uint64_t t0 = clock_mono_ms();
 	int sv[2];
 
@@ -270,7 +228,7 @@ static void m_poke(struct rpc_request *req, json_t *params, void *ctx)
  * next poll, even if it is there by the time the poll reads. */
 static void test_poll_late_bytes_wait_for_next_poll(void **state)
 {
-	struct pf *f = *state;
+	struct rpc_test_pair *f = *state;
 	uint64_t t0 = clock_mono_ms();
 	int sv[2];
 
@@ -308,7 +266,7 @@ static void test_poll_late_bytes_wait_for_next_poll(void **state)
 /* Half-close: every reply, then the close. */
 static void test_poll_half_close(void **state)
 {
-	struct pf *f = *state;
+	struct rpc_test_pair *f = *state;
 
 	pf_send(f, "{\"method\":\"echo\",\"id\":1}{\"method\":\"echo\",\"id\":2}");
 	shutdown(f->fd, SHUT_WR);
@@ -322,7 +280,7 @@ static void test_poll_half_close(void **state)
 /* Invalid JSON still closes the connection, after the replies before it. */
 static void test_poll_invalid_json(void **state)
 {
-	struct pf *f = *state;
+	struct rpc_test_pair *f = *state;
 
 	pf_send(f, "{\"method\":\"echo\",\"id\":1}{\"method\":}");
 	pf_expect_closed(f);
@@ -347,7 +305,7 @@ static bool test_hook(struct rpc_request *req, const char *method, json_t *param
 /* Fault-injection hooks: an error from the hook, a dropped reply. */
 static void test_poll_hook_and_drop(void **state)
 {
-	struct pf *f = *state;
+	struct rpc_test_pair *f = *state;
 
 	hook_calls = 0;
 	rpc_server_set_hook(f->s, test_hook, NULL);
@@ -374,7 +332,7 @@ static bool exit_hook(struct rpc_request *req, const char *method, json_t *param
  * request after it in the same write never runs. */
 static void test_poll_exit_flag(void **state)
 {
-	struct pf *f = *state;
+	struct rpc_test_pair *f = *state;
 	uint64_t deadline;
 	pid_t pid;
 	int status;
@@ -391,13 +349,13 @@ static void test_poll_exit_flag(void **state)
 	assert_true(WIFEXITED(status));
 	assert_int_equal(WEXITSTATUS(status), 1);
 	deadline = clock_mono_ms() + 2000;
-	while (pf_lines(f) < 1 && clock_mono_ms() < deadline) {
+	while (rpc_test_pair_lines(f) < 1 && clock_mono_ms() < deadline) {
 		struct pollfd p = { .fd = f->fd, .events = POLLIN };
 
 		poll(&p, 1, 50);
-		pf_drain(f);
+		rpc_test_pair_drain(f);
 	}
-	pf_drain(f);
+	rpc_test_pair_drain(f);
 	/* (EOF never comes: this process still holds the server's end.) */
 	assert_string_equal(json_buf_cstr(&f->in), "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":[\"bye\"]}\n");
 	rpc_server_set_hook(f->s, NULL, NULL);
