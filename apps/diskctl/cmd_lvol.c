@@ -13,16 +13,6 @@
 #include <stdio.h>
 #include <string.h>
 
-int ctl_lvol_create(struct ctl *ctl, struct ctl_args *a);
-int ctl_lvol_resize(struct ctl *ctl, struct ctl_args *a);
-int ctl_lvol_delete(struct ctl *ctl, struct ctl_args *a);
-int ctl_lvol_list(struct ctl *ctl, struct ctl_args *a);
-int ctl_lvol_show(struct ctl *ctl, struct ctl_args *a);
-int ctl_snapshot_create(struct ctl *ctl, struct ctl_args *a);
-int ctl_snapshot_delete(struct ctl *ctl, struct ctl_args *a);
-int ctl_snapshot_list(struct ctl *ctl, struct ctl_args *a);
-int ctl_clone_create(struct ctl *ctl, struct ctl_args *a);
-
 /* Prints the new id (text: the bare number; json: {"id": N}). */
 static void print_id(struct ctl *ctl, int64_t id)
 {

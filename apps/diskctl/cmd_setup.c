@@ -11,11 +11,6 @@
 #include <stdio.h>
 #include <string.h>
 
-int ctl_node_add(struct ctl *ctl, struct ctl_args *a);
-int ctl_node_list(struct ctl *ctl, struct ctl_args *a);
-int ctl_disk_add(struct ctl *ctl, struct ctl_args *a);
-int ctl_disk_list(struct ctl *ctl, struct ctl_args *a);
-
 int ctl_node_add(struct ctl *ctl, struct ctl_args *a)
 {
 	const char *sock = ctl_opt_str(a, "rpc-socket");

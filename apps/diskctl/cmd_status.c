@@ -13,9 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-int ctl_events(struct ctl *ctl, struct ctl_args *a);
-int ctl_status(struct ctl *ctl, struct ctl_args *a);
-
 int ctl_events(struct ctl *ctl, struct ctl_args *a)
 {
 	struct db_event *ev = NULL;

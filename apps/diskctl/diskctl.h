@@ -114,7 +114,23 @@ json_t *ctl_event_json(const struct db_event *e);
 int ctl_wait_lvol(struct ctl *ctl, int64_t id, enum db_lvol_state want, int seconds);
 int ctl_wait_snapshot(struct ctl *ctl, int64_t id, enum db_snapshot_state want, int seconds);
 
-/* `diskctl batch`: commands from stdin on one database connection. */
+/* The commands (cmd_setup.c, cmd_lvol.c, cmd_status.c; `batch`: commands
+ * from stdin on one database connection, batch.c): an exit code. */
+int ctl_node_add(struct ctl *ctl, struct ctl_args *a);
+int ctl_node_list(struct ctl *ctl, struct ctl_args *a);
+int ctl_disk_add(struct ctl *ctl, struct ctl_args *a);
+int ctl_disk_list(struct ctl *ctl, struct ctl_args *a);
+int ctl_lvol_create(struct ctl *ctl, struct ctl_args *a);
+int ctl_lvol_resize(struct ctl *ctl, struct ctl_args *a);
+int ctl_lvol_delete(struct ctl *ctl, struct ctl_args *a);
+int ctl_lvol_list(struct ctl *ctl, struct ctl_args *a);
+int ctl_lvol_show(struct ctl *ctl, struct ctl_args *a);
+int ctl_snapshot_create(struct ctl *ctl, struct ctl_args *a);
+int ctl_snapshot_delete(struct ctl *ctl, struct ctl_args *a);
+int ctl_snapshot_list(struct ctl *ctl, struct ctl_args *a);
+int ctl_clone_create(struct ctl *ctl, struct ctl_args *a);
+int ctl_events(struct ctl *ctl, struct ctl_args *a);
+int ctl_status(struct ctl *ctl, struct ctl_args *a);
 int ctl_batch(struct ctl *ctl, struct ctl_args *a);
 
 /* Command table (main.c). */

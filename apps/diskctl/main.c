@@ -16,22 +16,6 @@
 
 #define CTL_DB_DEFAULT "./var/diskengine.db"
 
-int ctl_node_add(struct ctl *ctl, struct ctl_args *a);
-int ctl_node_list(struct ctl *ctl, struct ctl_args *a);
-int ctl_disk_add(struct ctl *ctl, struct ctl_args *a);
-int ctl_disk_list(struct ctl *ctl, struct ctl_args *a);
-int ctl_lvol_create(struct ctl *ctl, struct ctl_args *a);
-int ctl_lvol_resize(struct ctl *ctl, struct ctl_args *a);
-int ctl_lvol_delete(struct ctl *ctl, struct ctl_args *a);
-int ctl_lvol_list(struct ctl *ctl, struct ctl_args *a);
-int ctl_lvol_show(struct ctl *ctl, struct ctl_args *a);
-int ctl_snapshot_create(struct ctl *ctl, struct ctl_args *a);
-int ctl_snapshot_delete(struct ctl *ctl, struct ctl_args *a);
-int ctl_snapshot_list(struct ctl *ctl, struct ctl_args *a);
-int ctl_clone_create(struct ctl *ctl, struct ctl_args *a);
-int ctl_events(struct ctl *ctl, struct ctl_args *a);
-int ctl_status(struct ctl *ctl, struct ctl_args *a);
-
 #define OPTS(x) x, COMMON_ARRAY_SIZE(x)
 
 static const struct ctl_optspec o_none[] = { { "", CTL_FLAG } };
